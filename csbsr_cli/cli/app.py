@@ -1,0 +1,81 @@
+"""The `csbsr` Typer app. Each command group lives in its own module and registers itself here.
+
+The CLI layer only parses, validates and calls library functions; `main` maps CsbsrError to one line on
+stderr and its documented exit code, so users never see a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from .. import __version__
+from ..errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PARTIAL, CsbsrError
+
+EXIT_CODES_HELP = (
+    f"Exit codes: 0 success; 1 internal error; {EXIT_BAD_INPUT} bad input (arguments, files, models); "
+    f"{EXIT_PARTIAL} some inputs of a batch failed (listed at the end); {EXIT_INTERRUPTED} interrupted."
+)
+
+app = typer.Typer(
+    name="csbsr",
+    help="Crack segmentation on blind super-resolved (x4) drone imagery. " + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"csbsr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Crack segmentation on blind super-resolved drone imagery."""
+
+
+def _register_commands() -> None:
+    # Imported here so that each module can `from .app import app` without a cycle.
+    from . import models  # noqa: F401
+
+    for optional in ("degrade",):
+        try:
+            __import__(f"{__package__}.{optional}")
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name != f"{__package__}.{optional}":
+                raise
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except CsbsrError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: partial outputs were removed; re-run with --resume to continue")
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # click usage errors carry their own exit code and message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(EXIT_BAD_INPUT)
+        raise

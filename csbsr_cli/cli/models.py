@@ -1,0 +1,89 @@
+"""`csbsr models ...`: list, describe and import models of the shared registry."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..registry import ModelSpec, build_network
+from ..weights import import_checkpoint
+from .app import app
+from .common import ModelsDirOption, registry_for
+
+models_app = typer.Typer(help="List, describe and import models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console(highlight=False)
+
+
+def count_params(spec: ModelSpec) -> tuple[int, int, int]:
+    """(total, SR, segmenter) parameter counts, built on the meta device: no memory, no init cost."""
+    with torch.device("meta"):
+        model = build_network(spec)
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    return count(model), count(model.sr_model), count(model.segmentation_model)
+
+
+def _weights_status(spec: ModelSpec) -> str:
+    if spec.weights is None:
+        return "none (random init)"
+    return "present" if spec.weights.path.is_file() else "missing file"
+
+
+@models_app.command("list")
+def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
+    """Every model the registry knows: built-in architectures and cards from the model directories."""
+    table = Table("name", "SR net", "segmenter", "params", "scale", "weights", "source")
+    registry = registry_for(models_dir)
+    for name in registry.names():
+        spec = registry.get(name)
+        total, _, _ = count_params(spec)
+        table.add_row(
+            name,
+            spec.sr_type,
+            spec.segmenter_type,
+            f"{total / 1e6:.2f} M",
+            f"x{spec.scale}",
+            _weights_status(spec),
+            spec.source,
+        )
+    console.print(table)
+
+
+@models_app.command("info")
+def info(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
+    """All metadata of one model, as JSON."""
+    spec = registry_for(models_dir).get(name)
+    total, sr, seg = count_params(spec)
+    data = asdict(spec)
+    data["weights"] = (
+        None if spec.weights is None else {**asdict(spec.weights), "path": str(spec.weights.path)}
+    )
+    data["weights_status"] = _weights_status(spec)
+    data["params"] = {"total": total, "sr_model": sr, "segmentation_model": seg}
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@models_app.command("import")
+def import_(
+    checkpoint: Path = typer.Argument(
+        ..., help="The authors' joint checkpoint (.pth state dict) or .safetensors."
+    ),
+    arch: str = typer.Option(..., "--arch", help="Registry architecture, e.g. csbsr-pspnet."),
+    name: str = typer.Option(..., "--name", help="Name to register the imported model under."),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="Default: first $CSBSR_MODELS dir or ~/.csbsr/models."
+    ),
+    models_dir: list[Path] = ModelsDirOption,
+) -> None:
+    """Check every key and shape of an authors' checkpoint, then save it as safetensors + card."""
+    card = import_checkpoint(checkpoint, arch, name, out_dir, registry_for(models_dir))
+    typer.echo(f"imported {checkpoint} as {name!r}: {card}")

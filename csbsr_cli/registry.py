@@ -1,0 +1,240 @@
+"""The one model registry every subcommand shares: a name -> builder + metadata (as torchvision's
+``get_model``/``Weights.meta`` and timm's ``create_model``/``pretrained_cfg``).
+
+Built-in entries are architectures (no weights). Model cards (JSON) in the model directories add
+entries or attach weights to a built-in name: the shipped zoo (``models/``, installed as
+``csbsr_cli/zoo``), then ``$CSBSR_MODELS`` (``os.pathsep``-separated), then ``--models-dir``; a later
+directory overrides an earlier one. Network modules are imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .errors import ModelError
+
+# Component builders, imported lazily: "module:Class" inside csbsr_cli.nets.
+SR_NETS: dict[str, str] = {
+    "kbpn": "kbpn:KBPN",
+    "dbpn": "dbpn:DBPN",
+}
+SEGMENTERS: dict[str, str] = {
+    "pspnet": "pspnet:PSPNet",
+    "pspnet-blurskip": "pspnet:PSPNetBlurSkip",
+    "unet16": "unet16:UNet16",
+}
+
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+CARD_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A weights file beside its card; loading refuses a file whose sha256 differs."""
+
+    path: Path
+    sha256: str
+    licence: str = "unknown"
+    provenance: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    config: Mapping[str, Any]  # {"sr": {"type": ..., **kwargs}, "segmenter": {...}, "sr_norm": ...}
+    description: str = ""
+    scale: int = 4
+    divisor: int = 2  # LR sides must be multiples of this (PSPNet: SR multiple of 8); the tiler pads
+    halo: int | None = None  # LR-pixel halo for exact tiling of local models; None when context is global
+    global_context: bool = True  # a GAP kernel estimate or pooling head: tiles are blended, not cut exactly
+    tile: int = 112  # default LR tile side
+    threshold: float = 0.5  # default crack-probability threshold
+    manifest: str | None = None  # the authors' state-dict manifest this entry is weight-compatible with
+    source: str = "built-in"
+    licence: str = "Apache-2.0 (code); weights: see card"
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    weights: WeightsSpec | None = None
+    base: str | None = None  # for cards: the built-in entry they derive from
+
+    @property
+    def sr_type(self) -> str:
+        return str(self.config["sr"]["type"])
+
+    @property
+    def segmenter_type(self) -> str:
+        return str(self.config["segmenter"]["type"])
+
+
+_PAPER_KBPN = {"type": "kbpn", "scale": 4, "num_stages": 4, "width": 128, "k_est": 7, "kernel_size": 21}
+
+BUILTINS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="csbsr-pspnet",
+        description="CSBSR w/ PSPNet (the paper's main model): KBPN x4 + PSPNet on dilated ResNet-34",
+        config={"sr": _PAPER_KBPN, "segmenter": {"type": "pspnet"}, "sr_norm": "instance"},
+        manifest="manifest_csbsr_pspnet.json",
+    ),
+    ModelSpec(
+        name="csbsr-pspnet-blurskip",
+        description="CSBSR w/ PSPNet and the blur skip (kernel-conditioned SFT blocks on the decoder)",
+        config={"sr": _PAPER_KBPN, "segmenter": {"type": "pspnet-blurskip"}, "sr_norm": "instance"},
+        manifest="manifest_csbsr_pspnet_blurskip.json",
+    ),
+    ModelSpec(
+        name="csbsr-unet16",
+        description="CSBSR w/ U-Net16 (VGG16 encoder, pixel-shuffle decoder, the shipped config's value)",
+        config={"sr": _PAPER_KBPN, "segmenter": {"type": "unet16", "upsample": "pixel_shuffle"}},
+        divisor=4,
+        manifest="manifest_csbsr_unet16.json",
+    ),
+    ModelSpec(
+        name="cssr-pspnet",
+        description="CSSR: DBPN Net_4 x4 (no kernel estimation) + PSPNet",
+        config={"sr": {"type": "dbpn", "scale": 4}, "segmenter": {"type": "pspnet"}, "sr_norm": "instance"},
+        manifest="manifest_cssr_pspnet.json",
+    ),
+    ModelSpec(
+        name="csbsr-lite",
+        description="Light KBPN + light PSPNet for CPUs: the default model (weights trained by csbsr)",
+        config={
+            "sr": {
+                "type": "kbpn",
+                "scale": 4,
+                "num_stages": 3,
+                "width": 32,
+                "feat_widths": (16, 16, 32, 32),
+                "k_est": 7,
+                "kernel_size": 21,
+            },
+            "segmenter": {
+                "type": "pspnet",
+                "base_width": 16,
+                "psp_size": 128,
+                "deep_features_size": 64,
+                "psp_out": 128,
+                "up_widths": (64, 32, 16),
+            },
+            "sr_norm": "instance",
+        },
+        tile=64,
+    ),
+)
+
+DEFAULT_MODEL = "csbsr-lite"
+
+
+def _import_component(table: Mapping[str, str], kind: str, type_name: str) -> type[nn.Module]:
+    if type_name not in table:
+        raise ModelError(f"unknown {kind} type {type_name!r} (known: {', '.join(sorted(table))})")
+    module_name, cls_name = table[type_name].split(":")
+    module = importlib.import_module(f"{__package__}.nets.{module_name}")
+    return getattr(module, cls_name)
+
+
+def build_network(spec: ModelSpec, **overrides: Any) -> nn.Module:
+    """Build the joint model of `spec` with random weights (`overrides` go to the SR net, e.g. fast_kernel)."""
+    from .nets.joint import JointModel
+
+    sr_cfg = dict(spec.config["sr"])
+    seg_cfg = dict(spec.config["segmenter"])
+    sr_cls = _import_component(SR_NETS, "SR network", sr_cfg.pop("type"))
+    seg_cls = _import_component(SEGMENTERS, "segmenter", seg_cfg.pop("type"))
+    return JointModel(
+        sr_cls(**sr_cfg, **overrides),
+        seg_cls(**seg_cfg),
+        sr_norm=spec.config.get("sr_norm", "instance"),
+        kernel_size=int(spec.config["sr"].get("kernel_size", 21)),
+    )
+
+
+def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+CARD_FIELDS = {f for f in ModelSpec.__dataclass_fields__} - {"name", "config", "weights", "base", "source"}
+
+
+def spec_from_card(card_path: Path, known: Mapping[str, ModelSpec]) -> ModelSpec:
+    """Read one model card. A card names a built-in `arch` and may override its config and metadata."""
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"unreadable model card ({exc})", card_path) from None
+    if not isinstance(card, dict) or "name" not in card or "arch" not in card:
+        raise ModelError("model card needs at least 'name' and 'arch'", card_path)
+    base = known.get(card["arch"])
+    if base is None:
+        raise ModelError(f"model card names unknown arch {card['arch']!r}", card_path)
+    meta = {k: v for k, v in card.items() if k in CARD_FIELDS}
+    if meta.get("halo") is not None:
+        meta["halo"] = int(meta["halo"])
+    weights = None
+    if card.get("weights"):
+        w = card["weights"]
+        if "file" not in w or "sha256" not in w:
+            raise ModelError("model card 'weights' needs 'file' and 'sha256'", card_path)
+        weights = WeightsSpec(
+            path=(card_path.parent / w["file"]).resolve(),
+            sha256=str(w["sha256"]).lower(),
+            licence=str(w.get("licence", "unknown")),
+            provenance=str(w.get("provenance", "")),
+        )
+    return replace(
+        base,
+        name=str(card["name"]),
+        config=_deep_merge(base.config, card.get("config", {})),
+        weights=weights,
+        base=base.name if base.base is None else base.base,
+        source=str(card_path),
+        **meta,
+    )
+
+
+def model_dirs(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Model directories in increasing priority: the zoo, $CSBSR_MODELS, then explicit ones."""
+    dirs = [ZOO_DIR]
+    env = os.environ.get("CSBSR_MODELS", "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs += [Path(p) for p in extra]
+    return dirs
+
+
+class Registry:
+    """All models known for one set of model directories. Cheap: reads small JSON cards only."""
+
+    def __init__(self, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> None:
+        self.specs: dict[str, ModelSpec] = {s.name: s for s in BUILTINS}
+        builtins = dict(self.specs)
+        for directory in model_dirs(extra_dirs):
+            if directory.is_dir():
+                for card in sorted(directory.glob(f"*{CARD_SUFFIX}")):
+                    spec = spec_from_card(card, builtins)
+                    self.specs[spec.name] = spec
+
+    def names(self) -> list[str]:
+        return sorted(self.specs)
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise ModelError(f"unknown model {name!r} (known: {', '.join(self.names())})") from None
+
+
+def get_spec(name: str, models_dirs: Iterable[str | os.PathLike[str]] = ()) -> ModelSpec:
+    return Registry(models_dirs).get(name)

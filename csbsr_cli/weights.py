@@ -1,0 +1,170 @@
+"""Weights on disk: safetensors + a JSON card. Loading never unpickles; a file whose sha256 differs from
+its card is refused. Importing the authors' checkpoints checks every key and shape before writing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import ModelError
+from .registry import ModelSpec, Registry, build_network, model_dirs
+from .utils.atomic import atomic_path, write_text_atomic
+
+DP_PREFIX = "module."  # DataParallel / DDP prefix in the authors' checkpoints
+MAX_LISTED = 8  # mismatching keys shown in an error message
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from safetensors or a PyTorch file, never unpickling arbitrary objects."""
+    if not path.is_file():
+        raise ModelError("checkpoint file not found", path)
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(
+            f"not a readable checkpoint (truncated or wrong format: {reason[:160]})", path
+        ) from None
+    except Exception as exc:  # weights_only refuses pickled objects with UnpicklingError
+        raise ModelError(
+            f"refused: checkpoint holds more than tensors ({type(exc).__name__})", path
+        ) from None
+    for key in ("state_dict", "model"):  # common wrappers around a state dict
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError("checkpoint is not a state dict of tensors", path)
+    return {k.removeprefix(DP_PREFIX): v for k, v in state.items()}
+
+
+def check_state_dict(
+    expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor], arch: str
+) -> None:
+    """Raise one clear error listing missing, unexpected and mis-shaped keys."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [
+        f"{k} {tuple(got[k].shape)}!={tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in got and tuple(got[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if items:
+            shown = ", ".join(items[:MAX_LISTED]) + (
+                f", ... (+{len(items) - MAX_LISTED})" if len(items) > MAX_LISTED else ""
+            )
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise ModelError(f"does not match architecture {arch}: " + "; ".join(problems))
+
+
+def load_model(spec: ModelSpec, *, require_weights: bool = False, **overrides: Any) -> nn.Module:
+    """Build `spec` and load its weights (verified sha256, strict keys); random weights if it has none."""
+    model = build_network(spec, **overrides)
+    if spec.weights is None:
+        if require_weights:
+            raise ModelError(
+                f"model {spec.name!r} has no weights (train it or `csbsr models import` a checkpoint)"
+            )
+        return model.eval()
+    path = spec.weights.path
+    if not path.is_file():
+        raise ModelError(f"weights file of model {spec.name!r} is missing", path)
+    actual = sha256_file(path)
+    if actual != spec.weights.sha256:
+        raise ModelError(
+            f"sha256 {actual[:12]}... differs from the card's {spec.weights.sha256[:12]}...: refused", path
+        )
+    state = read_checkpoint(path)
+    try:
+        check_state_dict(model.state_dict(), state, spec.name)
+    except ModelError as exc:
+        raise ModelError(str(exc), path) from None
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def save_model(
+    model: nn.Module,
+    spec: ModelSpec,
+    name: str,
+    out_dir: str | os.PathLike[str],
+    provenance: str,
+    licence: str = "unknown",
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write `<name>.safetensors` and the card `<name>.json` (atomically); return the card path."""
+    out_dir = Path(out_dir)
+    weights_path = out_dir / f"{name}.safetensors"
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(weights_path) as tmp:
+        save_file(state, str(tmp), metadata={"name": name, "arch": spec.base or spec.name})
+    card = {
+        "name": name,
+        "arch": spec.base or spec.name,
+        "description": spec.description,
+        "config": json.loads(json.dumps(spec.config)),
+        "weights": {
+            "file": weights_path.name,
+            "sha256": sha256_file(weights_path),
+            "licence": licence,
+            "provenance": provenance,
+        },
+        **(dict(extra) if extra else {}),
+    }
+    card_path = out_dir / f"{name}.json"
+    write_text_atomic(card_path, json.dumps(card, indent=2) + "\n")
+    return card_path
+
+
+def user_models_dir() -> Path:
+    """Where imported models go by default: the first $CSBSR_MODELS directory, else ~/.csbsr/models."""
+    dirs = model_dirs()
+    return dirs[1] if len(dirs) > 1 else Path.home() / ".csbsr" / "models"
+
+
+def import_checkpoint(
+    checkpoint: Path, arch: str, name: str, out_dir: Path | None = None, registry: Registry | None = None
+) -> Path:
+    """Convert an authors' joint checkpoint into a safetensors model usable by name everywhere."""
+    registry = registry or Registry()
+    spec = registry.get(arch)
+    if name in registry.specs and registry.specs[name].source == "built-in":
+        raise ModelError(f"name {name!r} is a built-in model; choose another --name")
+    state = read_checkpoint(checkpoint)
+    model = build_network(spec)
+    try:
+        check_state_dict(model.state_dict(), state, arch)
+    except ModelError as exc:
+        raise ModelError(str(exc), checkpoint) from None
+    model.load_state_dict(state, strict=True)
+    return save_model(
+        model,
+        spec,
+        name,
+        out_dir or user_models_dir(),
+        provenance=f"imported from {checkpoint.name} (sha256 {sha256_file(checkpoint)})",
+        licence="as released by the checkpoint's authors",
+    )

@@ -1,0 +1,42 @@
+"""Shared test helpers. Fixtures from ../shared are optional extras: a user's machine has none.
+
+Golden tests use the authors' fixtures when they are present (CI has them beside the clone). Without them
+the tests skip, unless CSBSR_REQUIRE_FIXTURES=1, which .ci/run sets so that CI can never skip them silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fixtures_dir() -> Path | None:
+    candidates = [os.environ.get("CSBSR_FIXTURES"), REPO.parent / "shared" / "reference" / "fixtures"]
+    for cand in candidates:
+        if cand and Path(cand, "README.md").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    found = _fixtures_dir()
+    if found is None:
+        if os.environ.get("CSBSR_REQUIRE_FIXTURES") == "1":
+            pytest.fail("CSBSR_REQUIRE_FIXTURES=1 but the reference fixtures were not found")
+        pytest.skip("reference fixtures (../shared/reference/fixtures) not available")
+    return found
+
+
+@pytest.fixture
+def one_thread():
+    """Golden comparisons run on one intra-op thread, as the fixtures were produced."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
