@@ -141,7 +141,7 @@ def _import_component(table: Mapping[str, str], kind: str, type_name: str) -> ty
 
 
 def build_network(spec: ModelSpec, **overrides: Any) -> nn.Module:
-    """Build the joint model of `spec` with random weights (`overrides` go to the SR net, e.g. fast_kernel)."""
+    """Build the joint model of `spec` with random weights; `overrides` go to the SR net (fast_kernel)."""
     from .nets.joint import JointModel
 
     sr_cfg = dict(spec.config["sr"])
