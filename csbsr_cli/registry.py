@@ -118,10 +118,10 @@ BUILTINS: tuple[ModelSpec, ...] = (
             "segmenter": {
                 "type": "pspnet",
                 "base_width": 16,
-                "psp_size": 128,
-                "deep_features_size": 64,
+                "blocks": (2, 2, 2, 2),
                 "psp_out": 128,
-                "up_widths": (64, 32, 16),
+                "up_widths": (64, 32, 32),
+                "aux_width": 32,
             },
             "sr_norm": "instance",
         },

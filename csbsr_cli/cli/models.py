@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..registry import ModelSpec, build_network
-from ..weights import import_checkpoint
+from ..weights import import_checkpoint, load_model
 from .app import app
 from .common import ModelsDirOption, registry_for
 
@@ -34,14 +34,19 @@ def count_params(spec: ModelSpec) -> tuple[int, int, int]:
 
 def _weights_status(spec: ModelSpec) -> str:
     if spec.weights is None:
-        return "none (random init)"
+        return "none"
     return "present" if spec.weights.path.is_file() else "missing file"
+
+
+def _source(spec: ModelSpec) -> str:
+    return spec.source if spec.source == "built-in" else str(Path(spec.source).parent)
 
 
 @models_app.command("list")
 def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
     """Every model the registry knows: built-in architectures and cards from the model directories."""
-    table = Table("name", "SR net", "segmenter", "params", "scale", "weights", "source")
+    table = Table("SR net", "segmenter", "params", "scale", "weights", "source")
+    table.columns.insert(0, Column("name", no_wrap=True))
     registry = registry_for(models_dir)
     for name in registry.names():
         spec = registry.get(name)
@@ -50,7 +55,7 @@ def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
             name,
             spec.sr_type,
             spec.segmenter_type,
-            f"{total / 1e6:.2f} M",
+            f"{total / 1e6:.2f}M",
             f"x{spec.scale}",
             _weights_status(spec),
             spec.source,
@@ -87,3 +92,11 @@ def import_(
     """Check every key and shape of an authors' checkpoint, then save it as safetensors + card."""
     card = import_checkpoint(checkpoint, arch, name, out_dir, registry_for(models_dir))
     typer.echo(f"imported {checkpoint} as {name!r}: {card}")
+
+
+@models_app.command("verify")
+def verify(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
+    """Check a model's weights file against its card (sha256) and load it strictly."""
+    spec = registry_for(models_dir).get(name)
+    load_model(spec, require_weights=True)
+    typer.echo(f"{name}: weights verified ({spec.weights.path})")
