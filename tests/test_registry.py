@@ -30,7 +30,13 @@ TINY_CARD = {
     "arch": "csbsr-pspnet",
     "config": {
         "sr": {"num_stages": 2, "width": 8, "feat_widths": [4, 4, 8, 8]},
-        "segmenter": {"base_width": 4, "blocks": [1, 1, 1, 1], "psp_out": 8, "up_widths": [8, 4, 4], "aux_width": 4},
+        "segmenter": {
+            "base_width": 4,
+            "blocks": [1, 1, 1, 1],
+            "psp_out": 8,
+            "up_widths": [8, 4, 4],
+            "aux_width": 4,
+        },
     },
 }
 
@@ -140,7 +146,9 @@ def test_wrong_architecture_is_refused(tiny_dir: Path, tmp_path: Path) -> None:
 def test_tampered_weights_are_refused(tiny_dir: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "latest.pth"
     _authors_checkpoint(ckpt)
-    assert runner.invoke(app, ["models", "import", str(ckpt), "--arch", "tiny", "--name", "mine"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["models", "import", str(ckpt), "--arch", "tiny", "--name", "mine"]).exit_code == 0
+    )
     weights = tiny_dir / "mine.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
@@ -162,14 +170,19 @@ def test_full_size_authors_checkpoint_from_manifest_imports(fixtures_dir: Path, 
     manifest = json.loads((fixtures_dir / "manifest_csbsr_pspnet.json").read_text())
     gen = torch.Generator().manual_seed(0)
     state = {
-        key: (torch.randint(0, 100, shape, generator=gen) if dtype == "int64" else torch.randn(shape, generator=gen))
+        key: (
+            torch.randint(0, 100, shape, generator=gen)
+            if dtype == "int64"
+            else torch.randn(shape, generator=gen)
+        )
         for key, shape, dtype in manifest["entries"]
     }
     ckpt = tmp_path / "latest.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, ckpt)
     out = tmp_path / "models"
     result = runner.invoke(
-        app, ["models", "import", str(ckpt), "--arch", "csbsr-pspnet", "--name", "paper", "--out-dir", str(out)]
+        app,
+        ["models", "import", str(ckpt), "--arch", "csbsr-pspnet", "--name", "paper", "--out-dir", str(out)],
     )
     assert result.exit_code == 0, result.output
     spec = Registry([out]).get("paper")
