@@ -259,3 +259,26 @@ def test_kbpn_fast_path_gradients_equal_plain() -> None:
     assert fast.keys() == plain.keys() and len(fast) == len(list(model.parameters()))
     for name, g in plain.items():
         assert (fast[name] - g).abs().max().item() <= 1e-4 * max(g.abs().max().item(), 1e-6), name
+
+
+def test_kernel_window_is_exact_when_the_window_covers_the_image() -> None:
+    """The light-model window changes nothing while the HR image fits inside it, and crops otherwise."""
+    torch.manual_seed(0)
+    full = KBPN(num_stages=2, width=8, feat_widths=(4, 4, 8, 8)).eval()
+    windowed = KBPN(num_stages=2, width=8, feat_widths=(4, 4, 8, 8), kernel_window=48).eval()
+    windowed.load_state_dict(full.state_dict())
+    small = torch.rand(1, 3, 12, 10)  # HR 48x40: inside the window
+    large = torch.rand(1, 3, 20, 24)  # HR 80x96: cropped to 48x48 for the kernel update
+    with torch.inference_mode():
+        assert torch.equal(full(small).kernel, windowed(small).kernel)
+        k_full, k_win = full(large).kernel, windowed(large).kernel
+    assert not torch.equal(k_full, k_win)
+    assert torch.allclose(k_win.sum(dim=(2, 3)), torch.ones(1, 1))
+
+
+def test_sft_hidden_width_shrinks_the_sft_convs() -> None:
+    net = KBPN(num_stages=2, width=8, feat_widths=(4, 4, 8, 8), sft_hidden=12)
+    sft = net.back_projection_stages[0].sft
+    assert sft.SFT_scale_conv0.out_channels == 12 and sft.SFT_scale_conv1.in_channels == 12
+    with torch.inference_mode():
+        assert net.eval()(torch.rand(1, 3, 6, 6)).sr.shape == (1, 3, 24, 24)

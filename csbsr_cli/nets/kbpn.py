@@ -96,10 +96,11 @@ class InitialKernelPredictor(nn.Module):
 class KernelPredictor(nn.Module):
     """IKC-like residual kernel update, run at HR: delta from (intermediate SR, previous kernel)."""
 
-    def __init__(self, k_est: int, kernel_size: int):
+    def __init__(self, k_est: int, kernel_size: int, window: int | None = None):
         super().__init__()
         n = k_est * k_est
         self.kernel_size = kernel_size
+        self.window = window
         self.resize = k_est != kernel_size
         r = REDUCTION_CH
         self.fe_SR = nn.Sequential(
@@ -120,7 +121,13 @@ class KernelPredictor(nn.Module):
         )
 
     def forward(self, sr_t: Tensor, state: Tensor, fast: bool) -> Tensor:
-        """``state``: kernel map (B, K*K, h, w) or vector (B, K*K, 1, 1); returns it plus the delta."""
+        """``state``: kernel map (B, K*K, h, w) or vector (B, K*K, 1, 1); returns it plus the delta.
+
+        With ``window`` the delta is estimated on the centre window of the HR image only: its output is
+        globally averaged anyway, and at HR this predictor is most of a light KBPN's cost.
+        """
+        if self.window is not None:
+            sr_t = _centre_window(sr_t, self.window)
         fsr = self.fe_SR(sr_t)
         first = self.fe_kernel[0]
         cond = _gap(state).flatten(1)
@@ -132,15 +139,23 @@ class KernelPredictor(nn.Module):
         return state + delta.expand(state.shape)
 
 
+def _centre_window(x: Tensor, size: int) -> Tensor:
+    h, w = x.shape[-2:]
+    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return x[..., top : top + size, left : left + size]
+
+
 class KBlock(nn.Module):
     """Intermediate SR -> kernel refinement -> stride-s pseudo-LR -> HR correction from the LR error."""
 
-    def __init__(self, width: int, stage: int, scale: int, k_est: int, kernel_size: int):
+    def __init__(
+        self, width: int, stage: int, scale: int, k_est: int, kernel_size: int, window: int | None = None
+    ):
         super().__init__()
         ks, st, pad = PROJECTION_CONV[scale]
         self.scale = scale
         self.sr_reconst = conv_block(stage * width, 3, 3, 1, 1, bias=False, act=None)
-        self.kernel_predictor = KernelPredictor(k_est, kernel_size)
+        self.kernel_predictor = KernelPredictor(k_est, kernel_size, window)
         self.up_conv1 = conv_block(3, width, ks, st, pad, bias=False, act=_prelu(), transpose=True)
 
     def forward(
@@ -171,13 +186,14 @@ class KBlock(nn.Module):
 class SFTLayer(nn.Module):
     """Kernel-conditioned modulation: X = [features, kernel]; features * sigmoid(scale(X)) + shift(X)."""
 
-    def __init__(self, feat_ch: int, cond_ch: int):
+    def __init__(self, feat_ch: int, cond_ch: int, hidden: int | None = None):
         super().__init__()
         n = feat_ch + cond_ch
-        self.SFT_scale_conv0 = nn.Conv2d(n, n, 3, 1, 1)
-        self.SFT_scale_conv1 = nn.Conv2d(n, feat_ch, 3, 1, 1)
-        self.SFT_shift_conv0 = nn.Conv2d(n, n, 3, 1, 1)
-        self.SFT_shift_conv1 = nn.Conv2d(n, feat_ch, 3, 1, 1)
+        hidden = n if hidden is None else hidden  # the authors keep all input channels
+        self.SFT_scale_conv0 = nn.Conv2d(n, hidden, 3, 1, 1)
+        self.SFT_scale_conv1 = nn.Conv2d(hidden, feat_ch, 3, 1, 1)
+        self.SFT_shift_conv0 = nn.Conv2d(n, hidden, 3, 1, 1)
+        self.SFT_shift_conv1 = nn.Conv2d(hidden, feat_ch, 3, 1, 1)
 
     def forward(self, features: Tensor, cond: Tensor, fast: bool) -> Tensor:
         hidden = F.leaky_relu(conv_with_condition(self.SFT_scale_conv0, features, cond, fast), 0.1)
@@ -190,7 +206,17 @@ class SFTLayer(nn.Module):
 class BackProjectionStage(nn.Module):
     """Stage s: up-projection, kernel block; then (not in the last stage) down-projection and SFT."""
 
-    def __init__(self, width: int, stage: int, scale: int, k_est: int, kernel_size: int, final: bool):
+    def __init__(
+        self,
+        width: int,
+        stage: int,
+        scale: int,
+        k_est: int,
+        kernel_size: int,
+        final: bool,
+        kernel_window: int | None = None,
+        sft_hidden: int | None = None,
+    ):
         super().__init__()
         ks, st, pad = PROJECTION_CONV[scale]
 
@@ -201,12 +227,12 @@ class BackProjectionStage(nn.Module):
             return conv_block(n_in * width, width, 1, 1, 0, bias=True, act=_prelu())
 
         self.up = UpProjection(conv(True), conv(False), conv(True), conv=reduce(max(stage - 1, 1)))
-        self.kb = KBlock(width, stage, scale, k_est, kernel_size)
+        self.kb = KBlock(width, stage, scale, k_est, kernel_size, kernel_window)
         self.down: DownProjection | None = None
         self.sft: SFTLayer | None = None
         if not final:
             self.down = DownProjection(conv(False), conv(True), conv(False), conv=reduce(stage))
-            self.sft = SFTLayer(stage * width, kernel_size * kernel_size)
+            self.sft = SFTLayer(stage * width, kernel_size * kernel_size, sft_hidden)
 
     def forward(
         self,
@@ -241,6 +267,9 @@ class KBPN(nn.Module):
 
     ``feat_widths`` are the widths of the four 3x3 convs of the VGG16-style feature extractor (the authors
     take VGG16's first two blocks without the max-pool, then re-initialise them, so no weights are needed).
+    Two knobs for light CPU models, off (None) in the authors' configuration: ``kernel_window`` estimates
+    each stage's kernel update on the centre ``kernel_window``-pixel HR window only, and ``sft_hidden``
+    sets the hidden width of the SFT convolutions (the authors use features + 441 kernel channels).
     """
 
     def __init__(
@@ -253,6 +282,8 @@ class KBPN(nn.Module):
         kernel_size: int = 21,
         residual: bool = True,
         fast_kernel: bool = True,
+        kernel_window: int | None = None,
+        sft_hidden: int | None = None,
     ):
         super().__init__()
         if scale not in PROJECTION_CONV:
@@ -273,7 +304,9 @@ class KBPN(nn.Module):
         self.feat = nn.Sequential(*layers)
         self.predictor = InitialKernelPredictor(width, k_est, kernel_size)
         self.back_projection_stages = nn.ModuleList(
-            BackProjectionStage(width, s, scale, k_est, kernel_size, final=s == num_stages)
+            BackProjectionStage(
+                width, s, scale, k_est, kernel_size, s == num_stages, kernel_window, sft_hidden
+            )
             for s in range(1, num_stages + 1)
         )
         self.output_conv = conv_block(num_stages * width, 3, 3, 1, 1, bias=False, act=None)
