@@ -32,3 +32,9 @@ class ModelError(InputError):
 
 class DeviceError(InputError):
     """The requested device or backend is not available."""
+
+
+class PartialFailure(CsbsrError):
+    """A batch finished but some inputs failed or were skipped; they are listed before this message."""
+
+    exit_code = EXIT_PARTIAL

@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import ClickException  # typer vendors click
 
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PARTIAL, CsbsrError
@@ -48,7 +49,7 @@ def _register_commands() -> None:
     # Imported here so that each module can `from .app import app` without a cycle.
     from . import models  # noqa: F401
 
-    for optional in ("degrade",):
+    for optional in ("degrade", "train", "segment", "tile", "export"):
         try:
             __import__(f"{__package__}.{optional}")
         except ModuleNotFoundError as exc:  # a command module not written yet
@@ -60,22 +61,18 @@ _register_commands()
 
 
 def main() -> None:
+    """Entry point: one line and a documented exit code for every expected failure, never a traceback."""
     try:
-        app(standalone_mode=False)
+        # Non-standalone mode returns Exit codes instead of raising; Ctrl-C arrives as 130.
+        code = app(standalone_mode=False)
     except CsbsrError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", markup=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except ClickException as exc:  # usage errors: click prints its own message
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except (KeyboardInterrupt, typer.Abort):
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
         err_console.print("interrupted: partial outputs were removed; re-run with --resume to continue")
-        sys.exit(EXIT_INTERRUPTED)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_BAD_INPUT)
-        raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,162 @@
+"""The package's one way to read and write images, so every command treats every file the same way.
+
+Reading is driven by the pixel type, never guessed from values: 8-bit / 255, 16-bit / 65535, float TIFF as
+stored (clipped to [0, 1]). Grey images become 3 identical channels, alpha is dropped (the stored RGB is
+kept), and EXIF orientation is applied (drone and phone JPEGs rely on it). Bytes are read with
+`np.fromfile` and decoded in memory, so non-ASCII paths work on every OS. Every writer is atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image
+
+from ..errors import InputError
+from ..utils.atomic import write_bytes_atomic
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+_EXIF_ORIENTATION = 0x0112
+_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+PathLike = str | os.PathLike[str]
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own stderr chatter about broken files: our InputError already says it in one line."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Decoded pixels in their stored type (HxW or HxWx3, BGR), EXIF orientation applied, alpha dropped."""
+    try:
+        buf = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror or exc})", path) from None
+    if buf.size == 0:
+        raise InputError("empty file", path)
+    with _quiet_opencv():
+        # ANYDEPTH keeps 16-bit and float; ANYCOLOR keeps grey as 1 channel and drops alpha. Unlike
+        # IMREAD_UNCHANGED, these flags make OpenCV apply the EXIF orientation.
+        img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if img is None:
+        raise InputError("not a readable image (unknown format, truncated or corrupt)", path)
+    return img
+
+
+def _to_unit(img: np.ndarray, path: Path) -> np.ndarray:
+    """Scale by pixel type to float32 in [0, 1]."""
+    if img.dtype in _SCALE:
+        return img.astype(np.float32) / np.float32(_SCALE[img.dtype])
+    if img.dtype.kind == "f":
+        if not np.isfinite(img).all():
+            raise InputError("float image contains NaN or infinite values", path)
+        return np.clip(img, 0.0, 1.0).astype(np.float32)
+    raise InputError(f"unsupported pixel type {img.dtype} (expected 8-bit, 16-bit or float)", path)
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """RGB float32 HxWx3 in [0, 1]; raises InputError naming the file if it cannot be used."""
+    path = Path(path)
+    img = _to_unit(_decode(path), path)
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def read_gray(path: PathLike) -> np.ndarray:
+    """Single-channel float32 HxW in [0, 1]; a colour file counts where any channel is bright (max)."""
+    path = Path(path)
+    img = _to_unit(_decode(path), path)
+    return img if img.ndim == 2 else img.max(axis=2)
+
+
+def read_mask(path: PathLike, threshold: int = 127) -> np.ndarray:
+    """Boolean HxW crack mask: value > `threshold` on the 8-bit scale (masks are often JPEG, so not 0/255)."""
+    return read_gray(path) > np.float32(threshold) / np.float32(255.0)
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """(height, width) as `read_image` would return it, from the header only (fast checks before training)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except (OSError, ValueError, SyntaxError):  # a format PIL cannot parse: decode it fully instead
+        return _decode(path).shape[:2]
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def list_images(root: PathLike, pattern: str = "**/*", exclude: PathLike | None = None) -> list[Path]:
+    """Image files under `root` matching `pattern`, sorted; hidden files/folders and `exclude` are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("not a folder", root)
+    skip = Path(exclude).resolve() if exclude is not None else None
+    found = []
+    for path in root.glob(pattern):
+        rel = path.relative_to(root)
+        if path.suffix.lower() not in IMAGE_SUFFIXES or any(p.startswith(".") for p in rel.parts):
+            continue
+        if skip is not None and path.resolve().is_relative_to(skip):
+            continue
+        if path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def _quantise(img: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
+    """Float [0, 1] -> integers, rounding half up like torchvision's save_image; integers pass through."""
+    if img.dtype.kind == "f":
+        top = float(np.iinfo(dtype).max)
+        return np.floor(np.clip(img, 0.0, 1.0) * top + 0.5).astype(dtype)
+    if img.dtype != dtype:
+        raise ValueError(f"expected float or {np.dtype(dtype)} pixels, got {img.dtype}")
+    return img
+
+
+def write_png(path: PathLike, img: np.ndarray, bits: int = 8) -> None:
+    """Atomically write an RGB (HxWx3) or grey (HxW) image as an 8- or 16-bit PNG."""
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    pixels = _quantise(img, np.uint8 if bits == 8 else np.uint16)
+    if pixels.ndim == 3:
+        pixels = np.ascontiguousarray(pixels[:, :, ::-1])
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise ValueError(f"cannot encode an array of shape {img.shape} as PNG")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
+def write_tiff_float32(path: PathLike, arr: np.ndarray) -> None:
+    """Atomically write an exact float32 array (kernels, probability maps) as a zlib-compressed TIFF."""
+    buf = io.BytesIO()
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    photometric = "rgb" if arr.ndim == 3 and arr.shape[2] == 3 else "minisblack"
+    tifffile.imwrite(buf, arr, photometric=photometric, compression="zlib")
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def read_tiff_float32(path: PathLike) -> np.ndarray:
+    """The exact array stored by `write_tiff_float32`."""
+    path = Path(path)
+    try:
+        return tifffile.imread(path).astype(np.float32)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable TIFF ({exc})", path) from None
