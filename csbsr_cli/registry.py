@@ -26,11 +26,15 @@ from .errors import ModelError
 SR_NETS: dict[str, str] = {
     "kbpn": "kbpn:KBPN",
     "dbpn": "dbpn:DBPN",
+    "identity": "identity:IdentitySR",
 }
 SEGMENTERS: dict[str, str] = {
     "pspnet": "pspnet:PSPNet",
     "pspnet-blurskip": "pspnet:PSPNetBlurSkip",
     "unet16": "unet16:UNet16",
+    "hrnet-ocr": "hrnet_ocr:HRNetOCR",
+    "crackformer": "crackformer:CrackFormer",
+    "scnet": "scnet:SCNet",
 }
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
@@ -101,6 +105,34 @@ BUILTINS: tuple[ModelSpec, ...] = (
         description="CSSR: DBPN Net_4 x4 (no kernel estimation) + PSPNet",
         config={"sr": {"type": "dbpn", "scale": 4}, "segmenter": {"type": "pspnet"}, "sr_norm": "instance"},
         manifest="manifest_cssr_pspnet.json",
+    ),
+    ModelSpec(
+        name="csbsr-hrnet-ocr",
+        description="CSBSR w/ HRNet-W48 + OCR (main + aux head)",
+        config={"sr": _PAPER_KBPN, "segmenter": {"type": "hrnet-ocr"}, "sr_norm": "instance"},
+        divisor=8,
+        manifest="manifest_csbsr_hrnet_ocr.json",
+    ),
+    ModelSpec(
+        name="csbsr-crackformer",
+        description="CSBSR w/ CrackFormer (fused output + 5 side outputs); SR sides multiples of 16",
+        config={"sr": _PAPER_KBPN, "segmenter": {"type": "crackformer"}, "sr_norm": "instance"},
+        divisor=4,
+        manifest="manifest_csbsr_crackformer.json",
+    ),
+    ModelSpec(
+        name="csbsr-scnet",
+        description="KBPN x4 + SCNet (scale-space attention, Sobel edge prior); no published weights",
+        config={"sr": _PAPER_KBPN, "segmenter": {"type": "scnet"}, "sr_norm": "instance"},
+        divisor=8,
+    ),
+    ModelSpec(
+        name="scnet",
+        description="SCNet alone on HR images (no SR, scale 1); no published weights",
+        config={"sr": {"type": "identity"}, "segmenter": {"type": "scnet"}, "sr_norm": "instance"},
+        scale=1,
+        divisor=32,
+        tile=448,
     ),
     ModelSpec(
         name="csbsr-lite",
