@@ -1,0 +1,118 @@
+"""Which model a run starts from, which of its parameters train, and how it is exported by name.
+
+A run starts from a registry name (its weights, or a random init for a bare architecture), a weights file
+(.safetensors / .pth, with ``model.arch``) or a finished run directory (the model it exported). It ends
+with safetensors + a model card, so every subcommand can use the trained model by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import ModelError
+from ..registry import ModelSpec, Registry, build_network, spec_from_card
+from ..weights import check_state_dict, load_model, read_checkpoint
+from .config import TrainConfig
+
+RESULT_FILE = "result.json"  # written by a finished run; names its exported model card
+BLUR_SKIP_ARCH = "csbsr-pspnet-blurskip"
+BLUR_SKIP_PREFIX = "segmentation_model.blur_skip."
+CARD_METADATA = ("scale", "divisor", "halo", "global_context", "tile", "threshold", "manifest")
+
+
+def _run_card(run_dir: Path, registry: Registry) -> ModelSpec:
+    result = run_dir / RESULT_FILE
+    try:
+        card = Path(json.loads(result.read_text(encoding="utf-8"))["model_card"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(
+            "not a finished csbsr training run (no result.json naming its model)", run_dir
+        ) from None
+    builtins = {s.name: s for s in registry.specs.values() if s.source == "built-in"}
+    return spec_from_card(card, builtins)
+
+
+def resolve_init(cfg: TrainConfig, registry: Registry) -> tuple[ModelSpec, nn.Module]:
+    """The start model and its spec (weights loaded and verified)."""
+    init = cfg.model.init
+    path = Path(init)
+    if path.is_dir():
+        spec = _run_card(path, registry)
+        return spec, load_model(spec, require_weights=True)
+    if path.suffix in (".safetensors", ".pth", ".pt") or path.is_file():
+        if not cfg.model.arch:
+            raise ModelError(
+                "starting from a weights file needs its architecture (model.arch / --arch)", path
+            )
+        spec = registry.get(cfg.model.arch)
+        model = build_network(spec)
+        state = read_checkpoint(path)
+        try:
+            check_state_dict(model.state_dict(), state, spec.name)
+        except ModelError as exc:
+            raise ModelError(str(exc), path) from None
+        model.load_state_dict(state, strict=True)
+        return spec, model
+    spec = registry.get(init)
+    return spec, load_model(spec)
+
+
+def with_blur_skip(spec: ModelSpec, model: nn.Module) -> tuple[ModelSpec, nn.Module]:
+    """The same model with a (new, randomly initialised) blur-skip branch on its PSPNet, for `--blur-skip`."""
+    seg = dict(spec.config["segmenter"])
+    if seg["type"] == "pspnet-blurskip":
+        return spec, model  # continue training an existing branch
+    if seg["type"] != "pspnet":
+        raise ModelError(f"the blur skip needs a PSPNet segmenter; {spec.name!r} has {seg['type']!r}")
+    if spec.sr_type != "kbpn":
+        raise ModelError(
+            f"the blur skip needs an SR net that estimates the kernel; {spec.name!r} uses {spec.sr_type}"
+        )
+    seg.update(type="pspnet-blurskip", kernel_size=int(spec.config["sr"].get("kernel_size", 21)))
+    target = replace(spec, config={**spec.config, "segmenter": seg}, base=BLUR_SKIP_ARCH, weights=None)
+    new = build_network(target)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    stray = [k for k in missing if not k.startswith(BLUR_SKIP_PREFIX)]
+    if stray or unexpected:
+        raise ModelError(f"cannot add a blur skip to {spec.name!r}: keys differ ({(stray + unexpected)[:4]})")
+    return target, new
+
+
+def kernel_parameter_names(sr_model: nn.Module) -> list[str]:
+    """KBPN's kernel predictors (the initial one and each stage's refinement): what 'kernel-only' trains."""
+    return [
+        n for n, _ in sr_model.named_parameters() if "predictor" in n.split(".") or ".kernel_predictor." in n
+    ]
+
+
+def trainable_module(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """The part of the joint model the run optimises; everything else is frozen (requires_grad False)."""
+    if cfg.command in ("pretrain-sr", "finetune"):
+        return model.sr_model
+    if cfg.joint.blur_skip:
+        return model.segmentation_model.blur_skip
+    return model if cfg.joint.joint else model.segmentation_model
+
+
+def freeze_all_but(model: nn.Module, trainable: nn.Module) -> list[nn.Parameter]:
+    model.requires_grad_(False)
+    trainable.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def set_train_modes(model: nn.Module, cfg: TrainConfig) -> None:
+    """Train mode, except that a frozen segmenter around the blur skip stays in eval mode: frozen means its
+    BatchNorm statistics do not drift either (the authors left them in train mode)."""
+    model.train()
+    if cfg.command == "joint-train" and cfg.joint.blur_skip:
+        model.segmentation_model.eval()
+        model.segmentation_model.blur_skip.train()
+
+
+def card_extra(spec: ModelSpec) -> dict[str, object]:
+    """Metadata the exported card keeps from the start model (a card otherwise inherits its arch's)."""
+    return {key: getattr(spec, key) for key in CARD_METADATA} | {"description": spec.description}

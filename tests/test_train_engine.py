@@ -1,0 +1,244 @@
+"""The training engine on tiny networks and synthetic cracks: what trains, resume, stops, exports.
+
+`make_workspace` and `run_config` are shared with the CLI and DDP tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+import torch
+from synth import make_crack_image
+
+from csbsr_cli.errors import InputError
+from csbsr_cli.registry import Registry
+from csbsr_cli.train import checkpoint
+from csbsr_cli.train import engine as engine_mod
+from csbsr_cli.train.config import make_config
+from csbsr_cli.train.engine import TrainingDiverged, TrainingStopped, start_model, train
+from csbsr_cli.train.models import kernel_parameter_names
+from csbsr_cli.weights import load_model
+
+# One intra-op thread: tiny tensors gain nothing from two, and OpenMP threads spinning on a shared,
+# oversubscribed CPU slow every step down many times.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# A few thousand parameters: csbsr-lite's layout with tiny widths.
+TINY = {
+    "sr": {
+        "num_stages": 2,
+        "width": 8,
+        "feat_widths": [8, 8, 8, 8],
+        "k_est": 3,
+        "sft_hidden": 8,
+        "kernel_window": 16,
+    },
+    "segmenter": {"base_width": 4, "psp_out": 16, "up_widths": [8, 8, 8], "aux_width": 8},
+}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    pairs: Path  # images/ + masks/
+    images: Path  # unlabelled
+    models: Path  # holds the card of "tiny"
+    runs: Path
+
+
+def make_workspace(root: Path, n: int = 8, size: int = 64) -> Workspace:
+    ws = Workspace(root / "pairs", root / "unlabelled", root / "models", root / "runs")
+    for folder in (ws.pairs / "images", ws.pairs / "masks", ws.images, ws.models):
+        folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        image, mask = make_crack_image(size, size, seed=i)
+        cv2.imwrite(str(ws.pairs / "images" / f"{i:02d}.png"), image[:, :, ::-1])
+        cv2.imwrite(str(ws.pairs / "masks" / f"{i:02d}.png"), mask)
+        cv2.imwrite(str(ws.images / f"{i:02d}.png"), image[:, :, ::-1])
+    (ws.models / "tiny.json").write_text(json.dumps({"name": "tiny", "arch": "csbsr-lite", "config": TINY}))
+    return ws
+
+
+def run_config(ws: Workspace, command: str, name: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A config dict for a few steps of a tiny run; `sections` update its tables."""
+    data = {
+        "name": name,
+        "model": {"init": "tiny", "models_dirs": [str(ws.models)]},
+        "data": {
+            "train": [str(ws.images if command == "pretrain-sr" else ws.pairs)],
+            "kind": "images" if command == "pretrain-sr" else "pairs",
+            "hr_crop": 32,
+            "val_fraction": 0.25,
+            "workers": 0,
+        },
+        "optim": {"iterations": 2, "batch_size": 2, "lr": 1e-3},
+        "run": {"runs_dir": str(ws.runs), "log_every": 1, "val_every": 0, "ckpt_every": 0, "progress": False},
+    }
+    for section, values in sections.items():
+        data[section] = {**data.get(section, {}), **values}
+    return data
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    return make_workspace(tmp_path_factory.mktemp("train"))
+
+
+def exported(result) -> dict[str, torch.Tensor]:
+    spec = Registry([result.model_card.parent]).get(result.model_name)
+    return load_model(spec, require_weights=True).state_dict()
+
+
+def initial(ws: Workspace, command: str = "joint-train") -> dict[str, torch.Tensor]:
+    cfg = make_config(command, run_config(ws, command, "init"))
+    return {k: v.clone() for k, v in start_model(cfg)[1].state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], prefix: str) -> set[str]:
+    return {k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])}
+
+
+def test_segmentation_loss_moves_sr_only_in_joint_mode(ws):
+    start = initial(ws)
+    sr_params = {
+        n
+        for n, _ in start_model(make_config("joint-train", run_config(ws, "joint-train", "x")))[
+            1
+        ].sr_model.named_parameters(prefix="sr_model")
+    }
+    # beta = 1: the loss is L_C alone, so any change of the SR weights comes from the segmentation loss.
+    joint = train(make_config("joint-train", run_config(ws, "joint-train", "joint", joint={"beta": 1.0})))
+    after = exported(joint)
+    assert changed(start, after, "sr_model.") & sr_params
+    assert changed(start, after, "segmentation_model.")
+    frozen = train(
+        make_config("joint-train", run_config(ws, "joint-train", "frozen", joint={"joint": False}))
+    )
+    after = exported(frozen)
+    assert not changed(start, after, "sr_model.")
+    assert changed(start, after, "segmentation_model.")
+
+
+def test_resume_gives_the_same_weights(ws, one_thread):
+    # One intra-op thread: multi-threaded CPU kernels reduce in varying order, so even two uninterrupted
+    # runs differ in the last bits. With deterministic kernels, resume is exact.
+    straight = train(
+        make_config("joint-train", run_config(ws, "joint-train", "straight", optim={"iterations": 4}))
+    )
+
+    def ctrl_c_during_step_2(step: int, model: torch.nn.Module, losses: dict[str, float]) -> None:
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: the current step completes, then it stops
+
+    # The resumed run also validates (which must not disturb training) and uses 2 loader workers.
+    sections = {"optim": {"iterations": 4}, "run": {"val_every": 1}, "data": {"workers": 2}}
+    cfg = make_config("joint-train", run_config(ws, "joint-train", "resumed", **sections))
+    with pytest.raises(TrainingStopped, match="interrupted at step 2"):
+        train(cfg, on_step=ctrl_c_during_step_2)
+    state = checkpoint.load(ws.runs / "joint-train" / "resumed" / checkpoint.LAST)
+    assert state["step"] == 2 and set(state["optimizer"]["state"])  # Adam moments are saved
+    resumed = train(cfg, resume=True)
+    a, b = exported(straight), exported(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert [r["resumed"] for r in log if r["kind"] == "start"] == [False, True]
+
+
+def test_resume_refuses_a_different_computation(ws):
+    cfg = make_config("finetune", run_config(ws, "finetune", "guarded", optim={"iterations": 1}))
+    train(cfg)
+    with pytest.raises(InputError, match="exists"):
+        train(cfg)
+    changed_lr = make_config("finetune", run_config(ws, "finetune", "guarded", optim={"lr": 0.5}))
+    with pytest.raises(InputError, match="optim.lr: cannot change on --resume"):
+        train(changed_lr, resume=True)
+    assert train(cfg, overwrite=True).status == "completed"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(ws, monkeypatch):
+    real_beta = engine_mod.beta_at
+    monkeypatch.setattr(
+        engine_mod, "beta_at", lambda step, cfg: float("nan") if step >= 2 else real_beta(step, cfg)
+    )
+    cfg = make_config(
+        "joint-train", run_config(ws, "joint-train", "nan", optim={"iterations": 4}, run={"ckpt_every": 2})
+    )
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 3.*last good checkpoint"):
+        train(cfg)
+    assert checkpoint.load(ws.runs / "joint-train" / "nan" / checkpoint.LAST)["step"] == 2
+
+
+def test_time_budget_stops_gracefully_then_resumes(ws):
+    cfg = make_config(
+        "pretrain-sr",
+        run_config(ws, "pretrain-sr", "budget", optim={"iterations": 3}, run={"max_minutes": 1e-9}),
+    )
+    stopped = train(cfg)
+    assert stopped.status == "time-limit" and stopped.step == 1 and stopped.model_card.is_file()
+    cfg.run.max_minutes = 0.0  # run.* may change on resume
+    assert train(cfg, resume=True).step == 3
+
+
+def test_finetune_phases_train_the_right_parameters(ws):
+    snapshots: list[dict[str, torch.Tensor]] = [initial(ws, "finetune")]
+
+    def keep(step: int, model: torch.nn.Module, losses: dict[str, float]) -> None:
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    sections = {"optim": {"iterations": 3}, "finetune": {"gt_kernel_iters": 1, "kernel_only_iters": 1}}
+    train(make_config("finetune", run_config(ws, "finetune", "phases", **sections)), on_step=keep)
+    kernel = {
+        f"sr_model.{n}"
+        for n in kernel_parameter_names(
+            start_model(make_config("finetune", run_config(ws, "finetune", "x")))[1].sr_model
+        )
+    }
+    assert kernel
+    step1, step2, step3 = (changed(snapshots[i], snapshots[i + 1], "sr_model.") for i in range(3))
+    assert step1 and not step1 & kernel  # GT kernel fed: the predictors are idle
+    assert step2 and step2 <= kernel  # kernel-only
+    assert step3 - kernel and step3 & kernel  # everything
+    assert not changed(snapshots[0], snapshots[3], "segmentation_model.")  # SR-only step
+
+
+def test_blur_skip_trains_only_the_branch(ws):
+    base = train(make_config("joint-train", run_config(ws, "joint-train", "base", optim={"iterations": 1})))
+    sections = {
+        "model": {"init": str(base.run_dir), "models_dirs": [str(ws.models)]},
+        "joint": {"blur_skip": True},
+    }
+    result = train(make_config("joint-train", run_config(ws, "joint-train", "skip", **sections)))
+    spec = Registry([result.model_card.parent]).get("skip")
+    assert spec.base == "csbsr-pspnet-blurskip" and spec.segmenter_type == "pspnet-blurskip"
+    before, after = exported(base), exported(result)
+    branch = {k for k in after if k.startswith("segmentation_model.blur_skip.")}
+    assert branch and not set(before) & branch
+    assert all(torch.equal(before[k], after[k]) for k in before)  # frozen, BN statistics included
+
+
+def test_joint_options_of_the_paper_and_the_authors(ws):
+    """SR-loss weights (w^C, w^F, L_C), frequency class weights and the authors' alpha schedule together."""
+    sections = {
+        "optim": {"iterations": 1},
+        "loss": {"alpha_schedule": "authors", "class_weights": "frequency"},
+        "joint": {
+            "crack_weight_m": 8.0,
+            "fail_weight_m": 1.0,
+            "sr_loss_by_seg_loss": True,
+            "beta": "increasing",
+        },
+    }
+    result = train(make_config("joint-train", run_config(ws, "joint-train", "options", **sections)))
+    log = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    start, first = log[0], next(r for r in log if r["kind"] == "train")
+    w_crack, w_back = start["class_weights"]
+    assert w_crack > 5 * w_back > 0  # cracks are rare in the synthetic masks too
+    assert first["alpha"] == 0.0 and first["beta"] == 0.0 and "boundary" not in first
+    assert all(v == v for v in first.values() if isinstance(v, float))  # no NaN
