@@ -1,0 +1,42 @@
+"""`csbsr models export`: a fixed-shape, single-file ONNX model checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..infer.onnx_backend import default_onnx_path, export_onnx
+from ..infer.pipeline import load_torch_model, weights_id
+from .common import ModelsDirOption, registry_for
+from .models import models_app
+
+
+@models_app.command("export")
+def export_command(
+    name: str = typer.Argument(..., help="Registry model name."),
+    tile: int | None = typer.Option(
+        None, "--tile", min=1, help="LR tile side the model is fixed to (default: the model's)."
+    ),
+    batch: int = typer.Option(
+        4, "--batch", min=1, help="Tiles per run, fixed in the model (use the same for segment)."
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="ONNX file (default: <models dir>/<name>.t<tile>.b<batch>.onnx, where segment looks).",
+        dir_okay=False,
+    ),
+    models_dir: list[Path] = ModelsDirOption,
+) -> None:
+    """Export NAME to ONNX for (batch, 3, tile, tile) input; written only if ONNX Runtime matches PyTorch."""
+    spec = registry_for(models_dir).get(name)
+    tile = spec.tile if tile is None else tile
+    path = output or default_onnx_path(spec.name, tile, batch)
+    report = export_onnx(load_torch_model(spec), spec, weights_id(spec), tile, batch, path)
+    diffs = ", ".join(f"{k} {v:.1e}" for k, v in report.max_abs_diff.items())
+    typer.echo(
+        f"exported {spec.name} for {batch}x3x{tile}x{tile} -> {report.path} "
+        f"({report.size_bytes / 1e6:.1f} MB, {report.seconds:.1f} s); max |ORT - PyTorch|: {diffs}"
+    )

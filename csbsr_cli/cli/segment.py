@@ -1,0 +1,211 @@
+"""`csbsr segment`: super-resolve x4 and segment cracks in images, folders, globs and videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ..errors import EXIT_PARTIAL
+from ..infer.inputs import count_frames, discover
+from ..infer.outputs import OutputOptions, check_out_dir
+from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment
+from ..infer.shard import COUNT_VAR, resolve_shard
+from ..infer.tiling import choose_stitching
+from ..registry import DEFAULT_MODEL
+from .app import EXIT_CODES_HELP, app, err_console
+from .common import ModelsDirOption, registry_for
+
+MAX_FAILURES_SHOWN = 20
+
+
+class RichHooks(Hooks):
+    """Frames and the current frame's tiles as two rich progress bars; failures printed as they happen."""
+
+    def __init__(self, progress: Progress, console: Console, total: int) -> None:
+        self.progress, self.console = progress, console
+        self.frames = progress.add_task("frames", total=total)
+        self.tiles = progress.add_task("tiles", total=None, visible=False)
+
+    def frame_started(self, key: str, tiles: int) -> None:
+        self.progress.reset(self.tiles, total=tiles, description=f"  {key}", visible=True)
+
+    def tiles_done(self, count: int) -> None:
+        self.progress.advance(self.tiles, count)
+
+    def frame_done(self, record: dict[str, Any]) -> None:  # type: ignore[override]
+        self.progress.advance(self.frames, 1)
+        if record.get("status") != "ok":
+            self.console.print(f"[red]failed[/] {record.get('frame')}: {record.get('error')}", markup=True)
+
+
+def _default_out(inputs: list[str], name: str | None) -> Path:
+    stem = name or Path(inputs[0].rstrip("/\\")).stem.strip("*?[]") or "segment"
+    return Path("runs") / "segment" / stem
+
+
+def _report(result: RunResult, out_dir: Path, console: Console) -> None:
+    failed = result.failed
+    t = result.timings
+    console.print(
+        f"{result.processed} frame(s) segmented, {result.resumed} already complete, {len(failed)} failed "
+        f"-> {out_dir}  ({t.wall_s:.1f} s; model {t.model_s:.1f} s, tiling {t.tiling_s:.2f} s)"
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", markup=True)
+    if failed:
+        table = Table("frame", "error", title=f"{len(failed)} input(s) failed (also in summary.csv)")
+        for record in failed[:MAX_FAILURES_SHOWN]:
+            table.add_row(str(record.get("frame")), str(record.get("error")))
+        console.print(table)
+        if len(failed) > MAX_FAILURES_SHOWN:
+            console.print(f"... and {len(failed) - MAX_FAILURES_SHOWN} more")
+
+
+@app.command("segment", epilog=EXIT_CODES_HELP)
+def segment_command(
+    inputs: list[str] = typer.Argument(
+        ..., help="Image or video files, folders (recursive) or quoted globs."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Run folder (default: runs/segment/<name>).", file_okay=False
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Run name for the default folder (default: the first input's name)."
+    ),
+    model: str = typer.Option(
+        DEFAULT_MODEL, "-m", "--model", help="Registry model name (`csbsr models list`)."
+    ),
+    models_dir: list[Path] = ModelsDirOption,
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Crack where probability > this (default: the model card's).",
+    ),
+    tile: int | None = typer.Option(
+        None, "--tile", min=0, help="LR tile side in pixels; 0 = whole frame (default: the model's)."
+    ),
+    overlap: int | None = typer.Option(
+        None,
+        "--overlap",
+        min=0,
+        help="Tile overlap in LR pixels (default: 2 x halo for local models, else tile/2).",
+    ),
+    batch: int = typer.Option(4, "--batch", min=1, help="Tiles per forward pass (halved on out-of-memory)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = typer.Option(
+        "auto", "--precision", help="auto = fp16 autocast on CUDA, fp32 on a CPU."
+    ),
+    backend: Literal["torch", "onnxruntime"] = typer.Option("torch", "--backend", help="Inference engine."),
+    onnx: Path | None = typer.Option(
+        None,
+        "--onnx",
+        help="Exported model for --backend onnxruntime (default: where `models export` writes).",
+    ),
+    require_gpu: bool = typer.Option(False, "--require-gpu", help="Fail instead of running on the CPU."),
+    every: int = typer.Option(1, "--every", min=1, help="Videos: segment every N-th frame."),
+    ext: list[str] | None = typer.Option(
+        None, "--ext", help="Only these extensions in folders and globs (repeat or comma-separate)."
+    ),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively."),
+    mask_scale: Literal["sr", "input"] = typer.Option(
+        "sr", "--mask-scale", help="Mask on the SR or input grid."
+    ),
+    prob_format: Literal["png16", "tiff"] = typer.Option(
+        "png16", "--prob-format", help="Probability map: 16-bit PNG or float32 TIFF."
+    ),
+    save_sr: bool = typer.Option(False, "--save-sr", help="Also write the x4 super-resolved frame."),
+    save_kernel: bool = typer.Option(False, "--save-kernel", help="Also write the estimated blur kernel."),
+    gsd: float | None = typer.Option(
+        None,
+        "--gsd",
+        min=0.0,
+        help="Millimetres per input pixel: adds lengths and widths in mm to summary.csv.",
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Skip frames whose outputs are complete."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into a non-empty run folder, replacing files."
+    ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        envvar="CSBSR_SHARD",
+        help="K/N (0-based) or auto (job-array index): only shard K's inputs, into <output>/shard-K-of-N.",
+    ),
+    shard_count: int | None = typer.Option(
+        None, "--shard-count", envvar=COUNT_VAR, min=1, help="N for --shard auto."
+    ),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars."),
+) -> None:
+    """Super-resolve x4 and segment cracks in images, folders, globs and videos.
+
+    Writes mask/, prob/, overlay/ and json/ (with --save-sr/--save-kernel also sr/ and kernel/), mirroring
+    the input folders, plus summary.csv and run.json. Lengths and widths are in SR pixels (input px / 4).
+
+    A frame that cannot be read or processed does not stop the batch: it is listed at the end (exit code 3).
+    """
+    spec = registry_for(models_dir).get(model)
+    run_dir = output or _default_out(inputs, name)
+    part = resolve_shard(shard, shard_count)
+    out_dir = run_dir / part.folder if part else run_dir
+    check_out_dir(out_dir, resume, overwrite)
+    extensions = [e for item in ext or [] for e in item.split(",") if e.strip()]
+    sources = discover(inputs, recursive=recursive, extensions=extensions, exclude=run_dir)
+    if part:
+        sources = part.select(sources)
+    runner, info = make_runner(
+        spec, backend=backend, device=device, precision=precision, batch=batch, onnx_path=onnx, tile=tile,
+        require_gpu=require_gpu,
+    )  # fmt: skip
+    tile_px = info.tile if info.tile is not None else (spec.tile if tile is None else tile)
+    mode, overlap_px = choose_stitching(
+        halo=spec.halo, global_context=spec.global_context, tile=tile_px, overlap=overlap
+    )
+    options = OutputOptions(
+        threshold=spec.threshold if threshold is None else threshold, mask_scale=mask_scale,
+        prob_format=prob_format, save_sr=save_sr, save_kernel=save_kernel,
+    )  # fmt: skip
+    job = Job(
+        model=spec.name, weights=info.weights, backend=info.backend, precision=info.precision,
+        scale=spec.scale, divisor=spec.divisor, tile=tile_px, overlap=overlap_px, mode=mode, options=options,
+    )  # fmt: skip
+    if spec.weights is None:
+        err_console.print(
+            f"[bold yellow]warning:[/] model {spec.name!r} has no trained weights: it runs with random "
+            "weights and its masks are meaningless (train or import weights; see `csbsr models list`)",
+            markup=True,
+        )
+    tiling = "whole frame" if tile_px == 0 else f"{tile_px} px tiles, overlap {overlap_px}, {mode} stitching"
+    err_console.print(
+        f"{spec.name} on {info.device} ({info.backend}, {info.precision}); {tiling}; "
+        f"threshold {options.threshold}; {len(sources)} input(s)"
+        + (f" (shard {part})" if part else "")
+        + f" -> {out_dir}"
+    )
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=err_console, disable=quiet, transient=False,
+    )  # fmt: skip
+    with progress:
+        hooks = RichHooks(progress, err_console, count_frames(sources, every))
+        result = segment(
+            sources, out_dir, runner, job, batch=batch, every=every, resume=resume, gsd_mm=gsd,
+            run_info={"device": info.device, "inputs": inputs, "shard": str(part) if part else None},
+            hooks=hooks,
+        )  # fmt: skip
+    _report(result, out_dir, err_console)
+    if result.failed:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -1,0 +1,383 @@
+"""Per-frame outputs of `csbsr segment`, written strip by strip, atomically, with a JSON completion marker.
+
+Layout under the run directory (`<key>` mirrors the input's subfolders; video frames are `<video>/<index>`):
+
+    mask/<key>.png      crack mask, 8-bit 0/255, on the SR grid (or the input grid with --mask-scale input)
+    prob/<key>.png      crack probability, 16-bit PNG (value / 65535), or prob/<key>.tiff float32
+    overlay/<key>.jpg   cracks drawn in red over the input frame (input grid)
+    sr/<key>.png        the x4 super-resolved frame (optional)
+    kernel/<key>.png    the estimated blur kernel, scaled to its maximum and enlarged x8 (optional)
+    json/<key>.json     figures, settings and output list; written last, so it marks the frame complete
+    summary.csv         one row per frame of the run (also frames completed by an earlier run)
+
+Frames are as large as the SR grid (a 1280x720 frame gives 5120x2880), so outputs are encoded while the
+stitcher hands over strips: PNGs through a streaming encoder (OpenCV and Pillow need the whole image)
+and float TIFFs through tifffile fed from a queue. Every file is written to a hidden `.part` file beside
+its destination and renamed when the frame is complete; an aborted frame removes its part files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import queue
+import struct
+import threading
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import tifffile
+
+from ..data.image_io import write_png
+from ..errors import InputError
+from ..utils.atomic import atomic_path, write_text_atomic
+from .measure import CrackMeter
+
+MaskScale = Literal["sr", "input"]
+ProbFormat = Literal["png16", "tiff"]
+OVERLAY_COLOUR = np.array([255, 32, 32], np.uint8)  # RGB
+OVERLAY_ALPHA = 0.6
+OVERLAY_QUALITY = 92
+KERNEL_ZOOM = 8
+BAND_ROWS = 64  # SR rows encoded at a time
+PNG_LEVEL = 3  # zlib level: 3 is ~2x faster than 6 for ~10 % larger files on probability maps
+SUMMARY_FIELDS = (
+    "frame", "source", "video_frame", "status", "crack_pixels", "crack_area_fraction",
+    "length_px", "max_width_px", "mean_width_px", "error",
+)  # fmt: skip
+MM_FIELDS = ("length_mm", "max_width_mm", "mean_width_mm")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What to write per frame; together with the model settings it forms the resume fingerprint."""
+
+    threshold: float
+    mask_scale: MaskScale = "sr"
+    prob_format: ProbFormat = "png16"
+    save_sr: bool = False
+    save_kernel: bool = False
+
+    def paths(self, out_dir: Path, key: str) -> dict[str, Path]:
+        """Every output file of frame `key` (json last: it is written last)."""
+        suffixes = {
+            "mask": ".png",
+            "prob": ".tiff" if self.prob_format == "tiff" else ".png",
+            "overlay": ".jpg",
+        }
+        if self.save_sr:
+            suffixes["sr"] = ".png"
+        if self.save_kernel:
+            suffixes["kernel"] = ".png"
+        suffixes["json"] = ".json"
+        return {kind: out_dir / kind / f"{key}{suffix}" for kind, suffix in suffixes.items()}
+
+
+def to_uint(img: np.ndarray, bits: int) -> np.ndarray:
+    """[0, 1] floats -> 8/16-bit integers, rounding half up (as image_io's writers)."""
+    top = 255.0 if bits == 8 else 65535.0
+    return np.floor(np.clip(img, 0.0, 1.0) * top + 0.5).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def _png_chunk(fh: io.BufferedWriter, tag: bytes, data: bytes) -> None:
+    fh.write(
+        struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    )
+
+
+class PngStream:
+    """Streaming PNG encoder (8/16-bit grey or RGB): rows in, constant memory.
+
+    Every row uses PNG's "Up" filter (difference to the row above), which compresses smooth probability
+    maps about twice as well as no filter and needs only the previous row.
+    """
+
+    def __init__(self, path: Path, height: int, width: int, channels: int, bits: int) -> None:
+        if channels not in (1, 3) or bits not in (8, 16):
+            raise ValueError(f"PNG of {channels} channels and {bits} bits is not supported")
+        self.height, self.width, self.channels, self.bits = height, width, channels, bits
+        self._fh: io.BufferedWriter | None = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._fh.write(b"\x89PNG\r\n\x1a\n")
+        ihdr = struct.pack(">IIBBBBB", width, height, bits, 0 if channels == 1 else 2, 0, 0, 0)
+        _png_chunk(self._fh, b"IHDR", ihdr)
+        self._z = zlib.compressobj(PNG_LEVEL)
+        self._above = np.zeros(width * channels * bits // 8, np.uint8)
+        self._rows = 0
+
+    def write(self, rows: np.ndarray) -> None:
+        """(h, W) or (h, W, C) rows of uint8 (8-bit) or uint16 (16-bit), top to bottom."""
+        dtype = np.dtype(np.uint8) if self.bits == 8 else np.dtype(">u2")
+        if rows.shape[1:] != ((self.width,) if self.channels == 1 else (self.width, self.channels)):
+            raise ValueError(f"rows of shape {rows.shape} do not fit a {self.width}x{self.channels} PNG")
+        raw = np.ascontiguousarray(rows, dtype=dtype).view(np.uint8).reshape(rows.shape[0], -1)
+        out = np.empty((raw.shape[0], raw.shape[1] + 1), np.uint8)
+        out[:, 0] = 2  # filter type Up
+        np.subtract(raw[:1], self._above, out=out[:1, 1:])
+        np.subtract(raw[1:], raw[:-1], out=out[1:, 1:])
+        self._above = raw[-1].copy()
+        self._rows += raw.shape[0]
+        self._emit(self._z.compress(out.tobytes()))
+
+    def _emit(self, data: bytes) -> None:
+        if data and self._fh is not None:
+            _png_chunk(self._fh, b"IDAT", data)
+
+    def close(self) -> None:
+        if self._rows != self.height:
+            raise ValueError(f"PNG got {self._rows} of {self.height} rows")
+        assert self._fh is not None
+        self._emit(self._z.flush())
+        _png_chunk(self._fh, b"IEND", b"")
+        self._fh.close()
+        self._fh = None
+
+    def abort(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class _Aborted(Exception):
+    pass
+
+
+class TiffStream:
+    """Float32 TIFF written from row strips: tifffile pulls tiles of `BAND` rows from an iterator, so it runs
+    in its own thread fed through a small queue (memory: a few bands of one frame width)."""
+
+    BAND = 64
+
+    def __init__(self, path: Path, height: int, width: int) -> None:
+        self.height, self.width = height, width
+        self._queue: queue.Queue[np.ndarray | None | _Aborted] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        tile = (self.BAND, -(-width // 16) * 16)  # TIFF tiles are multiples of 16; edges are zero-padded
+        self._thread = threading.Thread(target=self._run, args=(path, tile), name="tiff-writer", daemon=True)
+        self._thread.start()
+
+    def _bands(self) -> Iterator[np.ndarray]:
+        pending: list[np.ndarray] = []
+        count = 0
+        while True:
+            item = self._queue.get()
+            if isinstance(item, _Aborted):
+                raise item
+            if item is not None:
+                pending.append(item)
+                count += item.shape[0]
+            while count >= self.BAND or (item is None and count):
+                rows = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                yield rows[: self.BAND]
+                pending, count = ([rows[self.BAND :]], count - self.BAND) if count > self.BAND else ([], 0)
+            if item is None:
+                return
+
+    def _run(self, path: Path, tile: tuple[int, int]) -> None:
+        try:
+            tifffile.imwrite(
+                path, data=self._bands(), shape=(self.height, self.width), dtype=np.float32,
+                compression="zlib", tile=tile,
+            )  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread in close()
+            self._error = exc
+
+    def write(self, rows: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(np.ascontiguousarray(rows, dtype=np.float32))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_Aborted())
+            self._thread.join()
+
+
+def record_json(record: Mapping[str, Any]) -> str:
+    """Indented JSON, except the kernel, which stays on one line instead of 441."""
+    placeholder = "@kernel@"
+    text = json.dumps({**record, "kernel": placeholder}, indent=1)
+    return text.replace(json.dumps(placeholder), json.dumps(record.get("kernel"))) + "\n"
+
+
+def fingerprint_matches(record: Mapping[str, Any], out_dir: Path, settings: Mapping[str, Any]) -> bool:
+    """A frame's JSON says it is complete for these settings and all its files are there."""
+    if record.get("status") != "ok" or record.get("settings") != json.loads(json.dumps(settings)):
+        return False
+    return all((out_dir / rel).is_file() for rel in record.get("outputs", {}).values())
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def completed_record(
+    out_dir: Path, key: str, options: OutputOptions, settings: Mapping[str, Any]
+) -> dict | None:
+    """The JSON record of frame `key` if its outputs are complete for `settings` (resume), else None."""
+    record = read_record(options.paths(out_dir, key)["json"])
+    return record if record is not None and fingerprint_matches(record, out_dir, settings) else None
+
+
+class FrameWriter:
+    """All outputs of one frame: strips in (SR grid), files committed together by `finish`."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        key: str,
+        options: OutputOptions,
+        image: np.ndarray,
+        scale: int,
+    ) -> None:
+        """`image`: the input frame as RGB uint8 (for the overlay)."""
+        self.out_dir, self.key, self.options, self.image, self.scale = out_dir, key, options, image, scale
+        h, w = image.shape[:2]
+        self.sr_h, self.sr_w = h * scale, w * scale
+        self.paths = options.paths(out_dir, key)
+        self._stack = contextlib.ExitStack()
+        self._streams: list[PngStream | TiffStream] = []
+        self.meter = CrackMeter(self.sr_h, self.sr_w)
+        self.small_mask = np.zeros((h, w), bool)  # any crack pixel in the scale x scale block
+        try:
+            if options.prob_format == "tiff":
+                self.prob = self._stream(TiffStream, "prob", self.sr_h, self.sr_w)
+            else:
+                self.prob = self._stream(PngStream, "prob", self.sr_h, self.sr_w, 1, 16)
+            sr_mask = options.mask_scale == "sr"
+            self.mask = self._stream(PngStream, "mask", self.sr_h, self.sr_w, 1, 8) if sr_mask else None
+            self.sr = self._stream(PngStream, "sr", self.sr_h, self.sr_w, 3, 8) if options.save_sr else None
+        except BaseException:
+            self.abort()
+            raise
+
+    def _stream(self, cls: type, kind: str, *args: int) -> Any:
+        part = self._stack.enter_context(atomic_path(self.paths[kind]))
+        stream = cls(part, *args)
+        self._streams.append(stream)
+        return stream
+
+    def write(self, y: int, strips: Mapping[str, np.ndarray]) -> None:
+        """SR rows [y, y + h): strips["prob"] (1, h, W) and, when saving it, strips["sr"] (3, h, W).
+
+        Encoded in bands of about BAND_ROWS rows, so the temporaries stay small on wide frames."""
+        s, h = self.scale, strips["prob"].shape[1]
+        band = max(s, BAND_ROWS // s * s)  # a multiple of the scale: bands map to whole input rows
+        for top in range(0, h, band):
+            rows = slice(top, min(top + band, h))
+            self._write_band(y + top, strips["prob"][0, rows], strips["sr"][:, rows] if self.sr else None)
+
+    def _write_band(self, y: int, prob: np.ndarray, sr: np.ndarray | None) -> None:
+        prob = np.clip(prob, 0.0, 1.0)
+        crack = prob > self.options.threshold  # strict, as the metrics
+        if isinstance(self.prob, TiffStream):
+            self.prob.write(prob)
+        else:
+            self.prob.write(to_uint(prob, 16))
+        if self.mask is not None:
+            self.mask.write(crack.view(np.uint8) * np.uint8(255))
+        self.meter.feed(crack)
+        s, h = self.scale, crack.shape[0]
+        self.small_mask[y // s : (y + h) // s] = crack.reshape(h // s, s, -1, s).any(axis=(1, 3))
+        if self.sr is not None and sr is not None:
+            self.sr.write(to_uint(sr.transpose(1, 2, 0), 8))
+
+    def _overlay(self) -> bytes:
+        """The input (uint8) with crack pixels tinted, in uint8 only (no float copies of big frames)."""
+        bgr = cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR)
+        colour = np.empty_like(bgr)
+        colour[:] = OVERLAY_COLOUR[::-1]
+        tinted = cv2.addWeighted(bgr, 1 - OVERLAY_ALPHA, colour, OVERLAY_ALPHA, 0)
+        np.copyto(bgr, tinted, where=self.small_mask[:, :, None])
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, OVERLAY_QUALITY])
+        if not ok:
+            raise ValueError("cannot encode the overlay as JPEG")
+        return buf.tobytes()
+
+    def finish(self, kernel: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
+        """Close the streams, write the small outputs, rename everything into place, then the JSON."""
+        for stream in self._streams:
+            stream.close()
+        measures = self.meter.result()
+        overlay_part = self._stack.enter_context(atomic_path(self.paths["overlay"]))
+        overlay_part.write_bytes(self._overlay())
+        if self.options.mask_scale == "input":
+            mask_part = self._stack.enter_context(atomic_path(self.paths["mask"]))
+            write_png(mask_part, self.small_mask.astype(np.uint8) * np.uint8(255))
+        if self.options.save_kernel:
+            peak = float(kernel.max())
+            vis = kernel / peak if peak > 0 else kernel
+            vis = cv2.resize(vis, None, fx=KERNEL_ZOOM, fy=KERNEL_ZOOM, interpolation=cv2.INTER_NEAREST)
+            kernel_part = self._stack.enter_context(atomic_path(self.paths["kernel"]))
+            write_png(kernel_part, vis)
+        self._stack.close()  # all renamed into place
+        record = {
+            **record,
+            "status": "ok",
+            "sr_size": [self.sr_w, self.sr_h],
+            "threshold": self.options.threshold,
+            **measures.as_dict(),
+            "kernel": np.round(kernel.astype(np.float64), 7).tolist(),
+            "outputs": {
+                k: p.relative_to(self.out_dir).as_posix() for k, p in self.paths.items() if k != "json"
+            },
+        }
+        write_text_atomic(self.paths["json"], record_json(record))
+        return record
+
+    def abort(self) -> None:
+        """Remove every part file of this frame (Ctrl-C or a failure): no partial output is left."""
+        for stream in self._streams:
+            with contextlib.suppress(Exception):
+                stream.abort()
+        with contextlib.suppress(_Aborted):
+            with self._stack:
+                raise _Aborted
+
+
+def measures_row(record: Mapping[str, Any], scale: int, gsd_mm: float | None) -> dict[str, Any]:
+    """One summary.csv row; with a ground sample distance (mm per input pixel) lengths also in mm."""
+    row = {field: record.get(field, "") for field in SUMMARY_FIELDS}
+    if gsd_mm is not None:
+        for px_field, mm_field in zip(("length_px", "max_width_px", "mean_width_px"), MM_FIELDS, strict=True):
+            value = record.get(px_field)
+            row[mm_field] = "" if value in (None, "") else round(float(value) * gsd_mm / scale, 3)
+    return row
+
+
+def write_summary(path: Path, records: Sequence[Mapping[str, Any]], scale: int, gsd_mm: float | None) -> None:
+    buf = io.StringIO()
+    fields = list(SUMMARY_FIELDS) + (list(MM_FIELDS) if gsd_mm is not None else [])
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for record in sorted(records, key=lambda r: str(r.get("frame", ""))):
+        writer.writerow(measures_row(record, scale, gsd_mm))
+    write_text_atomic(path, buf.getvalue())
+
+
+def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Never mix runs silently: a non-empty output folder needs --resume or --overwrite."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("output path exists and is not a folder", out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (resume or overwrite):
+        raise InputError(
+            "output folder is not empty: add --resume to complete that run, --overwrite to replace its "
+            "files, or choose another -o/--name",
+            out_dir,
+        )
