@@ -1,0 +1,41 @@
+"""`csbsr summary merge`: one summary.csv from the shards of a job array (`segment --shard`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import InputError
+from ..infer.shard import merge_summaries, write_merged
+from .app import app, err_console
+
+summary_app = typer.Typer(help="Work with the summary.csv files of segment runs.", no_args_is_help=True)
+app.add_typer(summary_app, name="summary")
+
+
+@summary_app.command("merge")
+def merge(
+    output: Path = typer.Argument(..., help="The merged CSV to write.", dir_okay=False),
+    inputs: list[Path] = typer.Argument(
+        ..., help="Shard run folders, a folder of shard-K-of-N folders, or summary.csv files.", exists=True
+    ),
+    partial: bool = typer.Option(
+        False, "--partial", help="Merge even if shards are missing or unfinished (listed as warnings)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
+) -> None:
+    """Merge the shards' summary.csv files into one, sorted by frame as an unsharded run writes it.
+
+    Refused: different columns, a frame in two shards, runs with different settings, and (unless
+    --partial) a missing shard or one whose run did not finish.
+    """
+    if output.exists() and not overwrite:
+        raise InputError("exists: add --overwrite to replace it", output)
+    result = merge_summaries(inputs, partial=partial)
+    if output.resolve() in {s.resolve() for s in result.sources}:
+        raise InputError("is one of the inputs: write the merged summary elsewhere", output)
+    write_merged(result, output)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", markup=True)
+    err_console.print(f"{len(result.rows)} frame(s) from {len(result.sources)} summaries -> {output}")
