@@ -47,14 +47,17 @@ def _root(
 
 def _register_commands() -> None:
     # Imported here so that each module can `from .app import app` without a cycle.
-    from . import models  # noqa: F401
-
-    for optional in ("degrade", "train", "segment", "tile", "export", "evaluate", "env", "summary"):
-        try:
-            __import__(f"{__package__}.{optional}")
-        except ModuleNotFoundError as exc:  # a command module not written yet
-            if exc.name != f"{__package__}.{optional}":
-                raise
+    from . import (  # noqa: F401
+        degrade,
+        env,
+        evaluate,
+        export,
+        models,
+        segment,
+        summary,
+        tile,
+        train,
+    )
 
 
 _register_commands()
