@@ -51,8 +51,10 @@ COPY --from=build /opt/csbsr /opt/csbsr
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin csbsr \
     && mkdir -p /data/models /out \
     && chown 10001:10001 /out
+# Caches (onnxruntime's telemetry id, torch) go to /tmp, so the root file system can be read-only.
 ENV PATH=/opt/csbsr/bin:${PATH} \
     CSBSR_MODELS=/data/models \
+    XDG_CACHE_HOME=/tmp/.cache \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 VOLUME ["/data", "/out"]
@@ -60,4 +62,7 @@ WORKDIR /out
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 ENTRYPOINT ["csbsr"]
+# csbsr runs as PID 1, which ignores SIGTERM: `docker stop` and Kubernetes send SIGINT instead, which csbsr
+# handles as Ctrl-C (partial outputs removed, exit code 130, --resume continues).
+STOPSIGNAL SIGINT
 CMD ["--help"]

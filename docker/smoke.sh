@@ -90,10 +90,13 @@ echo "built $tag in $((SECONDS - start)) s"
 size_mb=$(( $("$docker" image inspect -f '{{.Size}}' "$tag") / 1000000 ))
 echo "image size: ${size_mb} MB"
 
-# As the Kubernetes manifest runs it: no network, read-only root file system, no capabilities.
+# As the Kubernetes manifest runs it: no network, read-only root file system, no capabilities. In the
+# background and waited for, so that Ctrl-C stops the script at once (the EXIT trap removes the container).
+secure=(--label "csbsr-smoke=$$" --network none --read-only --tmpfs /tmp --cap-drop ALL
+  --security-opt no-new-privileges)
 run() {
-  "$docker" run --rm --label "csbsr-smoke=$$" --network none --read-only --tmpfs /tmp --cap-drop ALL \
-    --security-opt no-new-privileges "$@"
+  "$docker" run --rm "${secure[@]}" "$@" &
+  wait "$!"
 }
 
 step "csbsr env --strict (no network)"
@@ -117,6 +120,22 @@ for ((k = 0; k < shards; k++)); do
 done
 run "${mounts[@]}" "$tag" summary merge /out/sharded/summary.csv /out/sharded
 echo "sharded runs and merge: $((SECONDS - start)) s"
+
+step "docker stop during a run: SIGINT (STOPSIGNAL), exit code 130, no partial output left"
+cid="$("$docker" run -d "${secure[@]}" "${mounts[@]}" "$tag" segment "/data/$inputs_dir" -o /out/stopped -q)"
+for _ in $(seq 120); do  # until the model runs (an interrupt during imports is not the case to test)
+  "$docker" logs "$cid" 2>&1 | grep -q ' input(s)' && break
+  sleep 1
+done
+sleep 5
+"$docker" stop -t 120 "$cid" >/dev/null
+code="$("$docker" wait "$cid")"
+"$docker" logs "$cid" 2>&1 | tail -n 2
+"$docker" rm "$cid" >/dev/null
+[ "$code" = 130 ] || die "docker stop: exit code $code, not 130"
+leftovers="$(find "$out/stopped" -name '*.part*' | wc -l)"
+[ "$leftovers" = 0 ] || die "docker stop left $leftovers partial file(s)"
+echo "exit code $code; no partial files in $(find "$out/stopped" -type f | wc -l) file(s) left"
 
 step "checking the outputs"
 python3 - "$repo/sample_data/$inputs_dir" "$out" "$shards" <<'EOF'

@@ -88,6 +88,8 @@ def test_dockerfile_rules() -> None:
     user = [a for op, a in final if op == "USER"]
     assert user and re.fullmatch(r"[1-9]\d*(:\d+)?", user[-1]), "a numeric non-root user (runAsNonRoot)"
     assert [json.loads(a) for op, a in final if op == "ENTRYPOINT"] == [["csbsr"]]
+    # PID 1 ignores SIGTERM; SIGINT is csbsr's Ctrl-C (partial outputs removed, exit 130).
+    assert [a for op, a in final if op == "STOPSIGNAL"] == ["SIGINT"]
     volumes = [v for op, a in final if op == "VOLUME" for v in json.loads(a)]
     assert set(volumes) == {"/data", "/out"}
     assert not any("latest" in a for op, a in ins if op == "FROM")

@@ -1,2 +1,1 @@
 """Pure torch networks: no I/O, no CLI. Built by name through csbsr_cli.registry."""
-
