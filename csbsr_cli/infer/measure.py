@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from ..errors import CsbsrError
-
 MARGIN = 64  # rows of context around each chunk: exact for cracks up to 2 * MARGIN pixels wide
 CHUNK = 256  # rows measured per step
 
@@ -42,10 +40,7 @@ class CrackMeasures:
 
 
 def _skeletonize(mask: np.ndarray) -> np.ndarray:
-    try:
-        from skimage.morphology import skeletonize  # lazy: scikit-image costs ~0.6 s to import
-    except ImportError:
-        raise CsbsrError("crack length needs scikit-image: pip install scikit-image") from None
+    from skimage.morphology import skeletonize  # lazy: scikit-image costs ~0.6 s to import
 
     return skeletonize(mask)
 
