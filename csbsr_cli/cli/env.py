@@ -85,6 +85,7 @@ def _versions(problems: list[str]) -> dict[str, Any]:
         "torchvision": _dist("torchvision"),
         "numpy": numpy.__version__,
         "opencv": opencv,
+        "scikit-image": _dist("scikit-image"),
         "onnxruntime": ", ".join(ort) or None,
         "onnx": _dist("onnx"),
     }
