@@ -40,6 +40,16 @@ def _frames(folder: Path, size: tuple[int, int], count: int) -> Path:
     return folder
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. Not getrusage: Linux carries ru_maxrss over fork + exec, so a child
+    would report its parent's peak (the ONNX export) instead of its own."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(cfg: dict) -> dict:
     """One segment run in this process; prints its figures as JSON."""
     import torch
@@ -70,7 +80,7 @@ def child(cfg: dict) -> dict:
         "frames": t.frames, "tiles": t.tiles, "tiles_per_frame": t.tiles // max(1, t.frames),
         "tile": tile, "overlap": overlap, "wall_s": t.wall_s, "model_s": t.model_s, "tiling_s": t.tiling_s,
         "write_wait_s": t.write_wait_s, "frames_per_s": t.frames / t.wall_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
         "threads": torch.get_num_threads(), "device": info.device,
     }  # fmt: skip
 
