@@ -125,9 +125,28 @@ def test_segmentation_loss_moves_sr_only_in_joint_mode(ws):
     assert changed(start, after, "segmentation_model.")
 
 
-def test_resume_gives_the_same_weights(ws, one_thread):
-    # One intra-op thread: multi-threaded CPU kernels reduce in varying order, so even two uninterrupted
-    # runs differ in the last bits. With deterministic kernels, resume is exact.
+def weight_change(result, start: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Every float parameter's change from `start`, as one vector (BatchNorm statistics left out)."""
+    after = exported(result)
+    keys = [k for k in start if start[k].is_floating_point() and "running_" not in k]
+    return torch.cat([(after[k] - start[k]).flatten() for k in keys])
+
+
+def train_log(result) -> list[dict[str, Any]]:
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == "train"]
+
+
+def test_resume_continues_the_same_run(ws, one_thread):
+    """An interrupted, resumed run ends where an uninterrupted one does.
+
+    Not bit for bit: even on one thread, some of this CPU build's kernels differ in the last bits from run
+    to run (about one straight run in four here), and Adam magnifies a last-bit change of a near-zero
+    gradient into an lr-sized step. Two straight runs then differ by up to 1.1e-3 of the weight change
+    (relative L2); a resume that forgot Adam's moments differs by 0.59, one that replayed other batches
+    changes the logged losses by far more than their 1e-6 noise.
+    """
+    start = initial(ws)
     straight = train(
         make_config("joint-train", run_config(ws, "joint-train", "straight", optim={"iterations": 4}))
     )
@@ -144,11 +163,15 @@ def test_resume_gives_the_same_weights(ws, one_thread):
     state = checkpoint.load(ws.runs / "joint-train" / "resumed" / checkpoint.LAST)
     assert state["step"] == 2 and set(state["optimizer"]["state"])  # Adam moments are saved
     resumed = train(cfg, resume=True)
-    a, b = exported(straight), exported(resumed)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    log = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3, 4]
-    assert [r["resumed"] for r in log if r["kind"] == "start"] == [False, True]
+
+    a, b = weight_change(straight, start), weight_change(resumed, start)
+    assert a.norm() > 0 and float((a - b).norm() / a.norm()) < 1e-2
+    straight_log, resumed_log = train_log(straight), train_log(resumed)
+    assert [r["step"] for r in resumed_log] == [1, 2, 3, 4]
+    for x, y in zip(straight_log, resumed_log, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4), f"step {x['step']}"
+    starts = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["resumed"] for r in starts if r["kind"] == "start"] == [False, True]
 
 
 def test_resume_refuses_a_different_computation(ws):
