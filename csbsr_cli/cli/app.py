@@ -14,6 +14,7 @@ from typer._click.exceptions import ClickException  # typer vendors click
 
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PARTIAL, CsbsrError
+from ..utils.memory import keep_freed_memory
 
 EXIT_CODES_HELP = (
     f"Exit codes: 0 success; 1 internal error; {EXIT_BAD_INPUT} bad input (arguments, files, models); "
@@ -65,6 +66,7 @@ _register_commands()
 
 def main() -> None:
     """Entry point: one line and a documented exit code for every expected failure, never a traceback."""
+    keep_freed_memory()
     try:
         # Non-standalone mode returns Exit codes instead of raising; Ctrl-C arrives as 130.
         code = app(standalone_mode=False)
