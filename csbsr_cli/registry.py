@@ -27,6 +27,7 @@ SR_NETS: dict[str, str] = {
     "kbpn": "kbpn:KBPN",
     "dbpn": "dbpn:DBPN",
     "identity": "identity:IdentitySR",
+    "bicubic": "bicubic:BicubicSR",
 }
 SEGMENTERS: dict[str, str] = {
     "pspnet": "pspnet:PSPNet",
@@ -79,6 +80,26 @@ class ModelSpec:
 
 
 _PAPER_KBPN = {"type": "kbpn", "scale": 4, "num_stages": 4, "width": 128, "k_est": 7, "kernel_size": 21}
+
+_LITE_KBPN = {
+    "type": "kbpn",
+    "scale": 4,
+    "num_stages": 2,
+    "width": 16,
+    "feat_widths": (16, 16, 16, 16),
+    "k_est": 7,
+    "kernel_size": 21,
+    "kernel_window": 64,
+    "sft_hidden": 32,
+}
+_LITE_PSPNET = {
+    "type": "pspnet",
+    "base_width": 12,
+    "blocks": (1, 1, 1, 1),
+    "psp_out": 64,
+    "up_widths": (32, 16, 16),
+    "aux_width": 16,
+}
 
 BUILTINS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -137,29 +158,22 @@ BUILTINS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="csbsr-lite",
         description="Light KBPN + light PSPNet for CPUs: the default model (weights trained by csbsr)",
-        config={
-            "sr": {
-                "type": "kbpn",
-                "scale": 4,
-                "num_stages": 2,
-                "width": 16,
-                "feat_widths": (16, 16, 16, 16),
-                "k_est": 7,
-                "kernel_size": 21,
-                "kernel_window": 64,
-                "sft_hidden": 32,
-            },
-            "segmenter": {
-                "type": "pspnet",
-                "base_width": 12,
-                "blocks": (1, 1, 1, 1),
-                "psp_out": 64,
-                "up_widths": (32, 16, 16),
-                "aux_width": 16,
-            },
-            "sr_norm": "instance",
-        },
+        config={"sr": _LITE_KBPN, "segmenter": _LITE_PSPNET, "sr_norm": "instance"},
         tile=64,
+    ),
+    ModelSpec(
+        name="bicubic-pspnet-lite",
+        description="Bicubic x4 + csbsr-lite's PSPNet: the no-SR-learning baseline of csbsr-lite's ablation",
+        config={"sr": {"type": "bicubic", "scale": 4}, "segmenter": _LITE_PSPNET, "sr_norm": "instance"},
+        tile=64,
+    ),
+    ModelSpec(
+        name="pspnet-lite",
+        description="csbsr-lite's PSPNet alone on HR images (no SR, scale 1): the ablation's upper bound",
+        config={"sr": {"type": "identity"}, "segmenter": _LITE_PSPNET, "sr_norm": "instance"},
+        scale=1,
+        divisor=8,
+        tile=256,
     ),
 )
 

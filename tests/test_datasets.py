@@ -258,6 +258,16 @@ def test_items_have_the_documented_shapes_and_binary_masks(pairs):
     assert "mask" not in unlabelled and unlabelled["lr"].shape == (3, 8, 8)
 
 
+def test_scale_one_without_degradation_feeds_the_hr_crop(pairs):
+    item = DegradedCrops(pairs, crop=32, config=DegradeConfig(scale=1), seed=1, degrade=False)[0]
+    assert torch.equal(item["lr"], item["hr"]) and item["kernel"].shape == (1, 21, 21)
+    assert float(item["kernel"][0, 10, 10]) == 1.0 and float(item["kernel"].sum()) == 1.0
+    blurred = DegradedCrops(pairs, crop=32, config=DegradeConfig(scale=1), seed=1)[0]
+    assert not torch.equal(blurred["lr"], blurred["hr"])  # the default still blurs
+    with pytest.raises(ValueError, match="needs scale 1"):
+        DegradedCrops(pairs, crop=32, degrade=False)
+
+
 def test_draws_depend_on_seed_epoch_and_sample_only(pairs):
     ds = DegradedCrops(pairs, crop=32, seed=3)
     first = ds[1]

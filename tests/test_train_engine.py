@@ -265,3 +265,27 @@ def test_joint_options_of_the_paper_and_the_authors(ws):
     assert w_crack > 5 * w_back > 0  # cracks are rare in the synthetic masks too
     assert first["alpha"] == 0.0 and first["beta"] == 0.0 and "boundary" not in first
     assert all(v == v for v in first.values() if isinstance(v, float))  # no NaN
+
+
+@pytest.mark.parametrize(("arch", "scale"), [("bicubic-pspnet-lite", 4), ("pspnet-lite", 1)])
+def test_ablation_baselines_train_their_segmenter(ws, monkeypatch, arch, scale):
+    """csbsr-lite's ablation rows: bicubic x4 + its segmenter, and its segmenter alone on HR images."""
+    card = {"name": f"tiny-{arch}", "arch": arch, "config": {"segmenter": TINY["segmenter"]}}
+    (ws.models / f"tiny-{arch}.json").write_text(json.dumps(card))
+    hr_inputs: list[bool] = []
+    real_losses = engine_mod.Trainer._losses
+
+    def spy(self, batch, step):  # noqa: ANN001, ANN202 - the engine's own signature
+        hr_inputs.append(batch["lr"].shape == batch["hr"].shape and torch.equal(batch["lr"], batch["hr"]))
+        return real_losses(self, batch, step)
+
+    monkeypatch.setattr(engine_mod.Trainer, "_losses", spy)
+    cfg = make_config(
+        "joint-train",
+        run_config(ws, "joint-train", f"base-{arch}", model={"init": f"tiny-{arch}"}, joint={"joint": False}),
+    )
+    start = {k: v.clone() for k, v in start_model(cfg)[1].state_dict().items()}
+    after = exported(train(cfg))
+    assert not any(k.startswith("sr_model.") for k in after)  # nothing to learn in bicubic or identity
+    assert changed(start, after, "segmentation_model.")
+    assert hr_inputs and hr_inputs == [scale == 1] * len(hr_inputs)  # HR input exactly when the scale is 1

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from ..errors import InputError
 from .degrade import DegradeConfig, degrade, make_rng
 from .image_io import PathLike, image_size, list_images, read_image, read_mask
+from .kernels import delta_kernel
 
 Problems = list[InputError]
 
@@ -179,6 +180,8 @@ class DegradedCrops(Dataset):
     Items are dicts: `lr` (3, crop/s, crop/s), `hr` (3, crop, crop), `kernel` (1, k, k), `name`, and for
     labelled samples `mask` (1, crop, crop) in {0, 1} (binarised at > `mask_threshold`). Call `set_epoch`
     before each epoch for new draws (and keep `persistent_workers=False`, so workers see the new epoch).
+    With ``degrade=False`` the input is the HR crop itself (and the kernel a delta): how a segmenter on HR
+    images (scale 1, the paper's upper bound) trains.
     """
 
     def __init__(
@@ -189,8 +192,12 @@ class DegradedCrops(Dataset):
         seed: int = 0,
         augment: bool = True,
         mask_threshold: int = 127,
+        degrade: bool = True,
     ) -> None:
         self.config = config or DegradeConfig()
+        if not degrade and self.config.scale != 1:
+            raise ValueError(f"degrade=False needs scale 1, got {self.config.scale}")
+        self.degrade = degrade
         if crop <= 0 or crop % self.config.scale:
             raise ValueError(f"crop must be a positive multiple of the scale {self.config.scale}, got {crop}")
         self.samples = list(samples)
@@ -226,11 +233,15 @@ class DegradedCrops(Dataset):
         if self.augment:
             arrays = augment_d4(arrays, rng)
         hr = np.ascontiguousarray(arrays[0])
-        result = degrade(hr, self.config, rng)
+        if self.degrade:
+            result = degrade(hr, self.config, rng)
+            lr, kernel = result.lr, result.kernel
+        else:
+            lr, kernel = hr, delta_kernel(self.config.kernels.size)
         item: dict[str, torch.Tensor | str] = {
-            "lr": _to_tensor(result.lr),
+            "lr": _to_tensor(lr),
             "hr": _to_tensor(hr),
-            "kernel": torch.from_numpy(result.kernel)[None],
+            "kernel": torch.from_numpy(kernel)[None],
             "name": sample.name,
         }
         if sample.mask is not None:

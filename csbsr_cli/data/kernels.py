@@ -190,3 +190,10 @@ def load_kernel(path: PathLike) -> np.ndarray:
     if not total > 0:
         raise InputError("kernel sums to zero", path)
     return (k / total).astype(np.float32)
+
+
+def delta_kernel(size: int = KERNEL_SIZE) -> np.ndarray:
+    """The identity blur (1 at the centre): the kernel of an input that was not degraded."""
+    kernel = np.zeros((size, size), np.float32)
+    kernel[size // 2, size // 2] = 1.0
+    return kernel

@@ -151,10 +151,14 @@ def build_data(cfg: TrainConfig, scale: int) -> TrainData:
     if not train:
         raise InputError("no usable training images", ", ".join(d.train))
     degrade = DegradeConfig(scale=scale, kernels=KernelLaw(sigma=d.sigma), clamp=d.clamp, quantize=d.quantize)
-    train_set = DegradedCrops(train, crop=d.hr_crop, config=degrade, seed=cfg.seed)
+    # A scale-1 model (a segmenter alone) trains on the HR images themselves, as the paper's HR upper bound.
+    blur = scale > 1
+    train_set = DegradedCrops(train, crop=d.hr_crop, config=degrade, seed=cfg.seed, degrade=blur)
     # Validation: fixed crops and kernels (epoch 0 of its own seed), no augmentation.
     val_set = (
-        DegradedCrops(val, crop=val_crop, config=degrade, seed=cfg.seed + 1, augment=False) if val else None
+        DegradedCrops(val, crop=val_crop, config=degrade, seed=cfg.seed + 1, augment=False, degrade=blur)
+        if val
+        else None
     )
     return TrainData(train_set, val_set, train, val, problems)
 
