@@ -62,6 +62,7 @@ class ModelSpec:
     halo: int | None = None  # LR-pixel halo for exact tiling of local models; None when context is global
     global_context: bool = True  # a GAP kernel estimate or pooling head: tiles are blended, not cut exactly
     tile: int = 112  # default LR tile side
+    overlap: int | None = None  # LR overlap at the default tile (None: the stitching rule's, tiling.py)
     threshold: float = 0.5  # default crack-probability threshold
     manifest: str | None = None  # the authors' state-dict manifest this entry is weight-compatible with
     source: str = "built-in"
@@ -159,13 +160,17 @@ BUILTINS: tuple[ModelSpec, ...] = (
         name="csbsr-lite",
         description="Light KBPN + light PSPNet for CPUs: the default model (weights trained by csbsr)",
         config={"sr": _LITE_KBPN, "segmenter": _LITE_PSPNET, "sr_norm": "instance"},
-        tile=64,
+        # 160 px tiles with a fifth overlap: 60 windows per 1280x720 frame, 1.7x the frame's pixels
+        # (half-tile blending would be 3.5x); see the model card for the seam check on trained weights.
+        tile=160,
+        overlap=32,
     ),
     ModelSpec(
         name="bicubic-pspnet-lite",
         description="Bicubic x4 + csbsr-lite's PSPNet: the no-SR-learning baseline of csbsr-lite's ablation",
         config={"sr": {"type": "bicubic", "scale": 4}, "segmenter": _LITE_PSPNET, "sr_norm": "instance"},
-        tile=64,
+        tile=160,
+        overlap=32,
     ),
     ModelSpec(
         name="pspnet-lite",

@@ -462,3 +462,22 @@ def test_sample_drone_frames(tmp_path: Path, capsys) -> None:
             p.is_file() for p in _frame_files(out, path.stem, ("mask", "prob", "overlay", "json", "sr"))
         )
         assert cv2.imread(str(out / "mask" / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED).shape == (2880, 5120)
+
+
+def test_card_overlap_applies_at_the_cards_tile_only(tmp_path: Path, models_dir: Path, capsys) -> None:
+    card = json.loads((models_dir / "tiny.json").read_text()) | {"name": "tiny-ov", "overlap": 8}
+    cards = tmp_path / "models"
+    cards.mkdir()
+    (cards / "tiny-ov.json").write_text(json.dumps(card))
+    write_png(tmp_path / "in" / "a.png", _texture(40, 48))
+    settings = {}
+    for tile in ("32", "24"):
+        out = tmp_path / f"run{tile}"
+        code, text = cli(
+            capsys, "segment", str(tmp_path / "in"), "-o", str(out), "--model", "tiny-ov",
+            "--models-dir", str(cards), "--tile", tile, "-q",
+        )  # fmt: skip
+        assert code == 0, text
+        settings[tile] = json.loads((out / "json" / "a.json").read_text())["settings"]
+    assert settings["32"]["overlap"] == 8  # the card's choice for its own tile
+    assert settings["24"]["overlap"] == 12  # another tile: the blending rule's half tile

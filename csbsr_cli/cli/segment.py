@@ -102,7 +102,8 @@ def segment_command(
         None,
         "--overlap",
         min=0,
-        help="Tile overlap in LR pixels (default: 2 x halo for local models, else tile/2).",
+        help="Tile overlap in LR pixels (default: the model card's at its default tile, else 2 x halo "
+        "for local models and tile/2 for global-context ones).",
     ),
     batch: int = typer.Option(4, "--batch", min=1, help="Tiles per forward pass (halved on out-of-memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -171,6 +172,8 @@ def segment_command(
         require_gpu=require_gpu,
     )  # fmt: skip
     tile_px = info.tile if info.tile is not None else (spec.tile if tile is None else tile)
+    if overlap is None and tile_px == spec.tile:
+        overlap = spec.overlap  # the model's own choice for its default tile
     mode, overlap_px = choose_stitching(
         halo=spec.halo, global_context=spec.global_context, tile=tile_px, overlap=overlap
     )
