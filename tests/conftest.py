@@ -14,6 +14,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Rich wraps console output at 80 columns when it is not a terminal, so a message holding a long tmp path
+# could break inside the phrase a test looks for. Consoles are created at import: set this first.
+os.environ["COLUMNS"] = "400"
+
 
 def _fixtures_dir() -> Path | None:
     candidates = [os.environ.get("CSBSR_FIXTURES"), REPO.parent / "shared" / "reference" / "fixtures"]

@@ -7,19 +7,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from ..data.degrade import DegradeConfig, JobOutcome, folder_plan, run_jobs, start_state, write_manifest
 from ..data.kernels import KERNEL_TYPES, KernelLaw
 from ..data.khanhha import blur_dir_name, khanhha_test_plan
 from ..errors import InputError, PartialFailure
+from ..utils.progress import progress_bar
 from .app import app, err_console
 
 console = Console(highlight=False)
@@ -155,14 +148,7 @@ def degrade_command(
     start_state(plan, settings, resume, overwrite)
     todo = [job for job in plan.jobs if not plan.is_done(job)]
 
-    progress = Progress(
-        TextColumn("degrading"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
+    progress = progress_bar(err_console, "degrading")
     with progress:
         task = progress.add_task("degrade", total=len(plan.jobs), completed=len(plan.jobs) - len(todo))
 

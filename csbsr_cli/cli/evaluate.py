@@ -9,13 +9,8 @@ from typing import Literal
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from ..errors import InputError, PartialFailure
@@ -31,6 +26,7 @@ from ..evaluation import (
 )
 from ..infer.device import resolve_device
 from ..metrics import PRESETS, get_preset, summary_table
+from ..utils.progress import progress_bar
 from .app import EXIT_CODES_HELP, app, err_console
 from .common import ModelsDirOption, registry_for
 
@@ -186,10 +182,7 @@ def evaluate_command(
         f"{options.workers} metric worker(s) -> {out_dir}",
         markup=False,
     )
-    progress = Progress(
-        TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=err_console, disable=quiet,
-    )  # fmt: skip
+    progress = progress_bar(err_console, "{task.description:<9}", disable=quiet)
     with progress:
         run = run_evaluation(
             data, out_dir, options, predictor=predictor, predictions=predictions, metadata=metadata,

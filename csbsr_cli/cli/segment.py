@@ -8,12 +8,7 @@ from typing import Any, Literal
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -24,6 +19,7 @@ from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment
 from ..infer.shard import COUNT_VAR, resolve_shard
 from ..infer.tiling import choose_stitching
 from ..registry import DEFAULT_MODEL
+from ..utils.progress import progress_bar
 from .app import EXIT_CODES_HELP, app, err_console
 from .common import ModelsDirOption, registry_for
 
@@ -198,10 +194,7 @@ def segment_command(
         + (f" (shard {part})" if part else "")
         + f" -> {out_dir}"
     )
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=err_console, disable=quiet, transient=False,
-    )  # fmt: skip
+    progress = progress_bar(err_console, disable=quiet)
     with progress:
         hooks = RichHooks(progress, err_console, count_frames(sources, every))
         result = segment(

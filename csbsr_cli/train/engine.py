@@ -29,14 +29,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -52,6 +44,7 @@ from ..metrics.image import psnr
 from ..metrics.presets import DEFAULT as METRIC_PRESET
 from ..registry import BUILTINS, ModelSpec, Registry, build_network
 from ..utils.atomic import atomic_path, write_text_atomic
+from ..utils.progress import progress_bar
 from ..weights import read_checkpoint, save_model
 from . import checkpoint, distributed
 from .config import TrainConfig, check_resume, dumps, load
@@ -575,16 +568,8 @@ class _Progress:
         self.enabled = enabled
         self.console = Console(stderr=True, highlight=False)
         self.live = enabled and self.console.is_terminal
-        self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=self.console,
-            disable=not self.live,
+        self.progress = progress_bar(
+            self.console, "[bold]train", disable=not self.live, extra="{task.fields[info]}"
         )
         self.task = self.progress.add_task("train", total=total, completed=start, info="")
 
