@@ -48,6 +48,13 @@ def _resize_kernel(vec: Tensor, size: int) -> Tensor:
     return F.interpolate(vec.view(vec.shape[0], 1, k, k), size=size, mode="bicubic", align_corners=False)
 
 
+def _sum_normalise(x: Tensor, total: Tensor, n: int) -> Tensor:
+    """``x / total``, but the uniform kernel 1/n where ``total`` is exactly 0: a flat (e.g. all-black) input
+    gives all-zero features and so an all-zero kernel estimate, and 0/0 would make the whole output NaN."""
+    zero = total == 0
+    return torch.where(zero, 1.0 / n, x / torch.where(zero, 1.0, total))
+
+
 def depthwise_blur(img: Tensor, kernel: Tensor, stride: int = 1) -> Tensor:
     """Correlate every channel of sample b with sample b's k x k kernel (no flip, zero padding k//2).
 
@@ -87,9 +94,9 @@ class InitialKernelPredictor(nn.Module):
     def forward(self, feat: Tensor) -> Tensor:
         vec = _gap(self.feat_ext(feat))
         if not self.resize:
-            return vec / vec.sum(dim=1).view(-1, 1, 1, 1)
+            return _sum_normalise(vec, vec.sum(dim=1).view(-1, 1, 1, 1), vec.shape[1])
         kernel = _resize_kernel(vec, self.kernel_size)
-        kernel = kernel / kernel.sum(dim=(2, 3), keepdim=True)
+        kernel = _sum_normalise(kernel, kernel.sum(dim=(2, 3), keepdim=True), self.kernel_size**2)
         return kernel.view(vec.shape[0], -1, 1, 1)
 
 
@@ -174,7 +181,7 @@ class KBlock(nn.Module):
         if refine:
             state = self.kernel_predictor(sr_t, state, fast)
         raw = _gap(state)
-        vec = raw / raw.sum(dim=1).view(-1, 1, 1, 1)
+        vec = _sum_normalise(raw, raw.sum(dim=1).view(-1, 1, 1, 1), raw.shape[1])
         plr = depthwise_blur(sr_t, vec, stride=self.scale)
         state = vec if fast else vec.expand(*vec.shape[:2], *plr.shape[-2:])
         _keep(record, prefix + "sr_t", sr_t)
@@ -348,5 +355,5 @@ class KBPN(nn.Module):
             sr = sr + up
         _keep(record, "kernel_map", state.expand(b, n_k, h, w))
         kernel = _gap(state)
-        kernel = kernel / kernel.sum(dim=1).view(b, 1, 1, 1)
+        kernel = _sum_normalise(kernel, kernel.sum(dim=1).view(b, 1, 1, 1), n_k)
         return SROutput(sr=sr, kernel=kernel.view(b, 1, self.kernel_size, self.kernel_size))
