@@ -56,19 +56,18 @@ def child(cfg: dict) -> dict:
 
     from csbsr_cli.infer.inputs import discover
     from csbsr_cli.infer.outputs import OutputOptions
-    from csbsr_cli.infer.pipeline import Job, make_runner, segment
-    from csbsr_cli.infer.tiling import choose_stitching
+    from csbsr_cli.infer.pipeline import Job, make_runner, segment, tiling_for
     from csbsr_cli.registry import Registry
+    from csbsr_cli.utils.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the csbsr command does
 
     spec = Registry().get(cfg["model"])
     runner, info = make_runner(
         spec, backend=cfg["backend"], device="cpu", batch=cfg["batch"],
         onnx_path=Path(cfg["onnx"]) if cfg.get("onnx") else None,
     )  # fmt: skip
-    tile = info.tile or spec.tile
-    mode, overlap = choose_stitching(
-        halo=spec.halo, global_context=spec.global_context, tile=tile, overlap=cfg.get("overlap")
-    )
+    tile, mode, overlap = tiling_for(spec, info, overlap=cfg.get("overlap"))
     options = OutputOptions(threshold=spec.threshold)
     job = Job(spec.name, info.weights, info.backend, info.precision, spec.scale, spec.divisor, tile, overlap,
               mode, options)  # fmt: skip

@@ -15,9 +15,8 @@ from rich.table import Table
 from ..errors import EXIT_PARTIAL
 from ..infer.inputs import count_frames, discover
 from ..infer.outputs import OutputOptions, check_out_dir
-from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment
+from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment, tiling_for
 from ..infer.shard import COUNT_VAR, resolve_shard
-from ..infer.tiling import choose_stitching
 from ..registry import DEFAULT_MODEL
 from ..utils.progress import progress_bar
 from .app import EXIT_CODES_HELP, app, err_console
@@ -167,12 +166,7 @@ def segment_command(
         spec, backend=backend, device=device, precision=precision, batch=batch, onnx_path=onnx, tile=tile,
         require_gpu=require_gpu,
     )  # fmt: skip
-    tile_px = info.tile if info.tile is not None else (spec.tile if tile is None else tile)
-    if overlap is None and tile_px == spec.tile:
-        overlap = spec.overlap  # the model's own choice for its default tile
-    mode, overlap_px = choose_stitching(
-        halo=spec.halo, global_context=spec.global_context, tile=tile_px, overlap=overlap
-    )
+    tile_px, mode, overlap_px = tiling_for(spec, info, tile, overlap)
     options = OutputOptions(
         threshold=spec.threshold if threshold is None else threshold, mask_scale=mask_scale,
         prob_format=prob_format, save_sr=save_sr, save_kernel=save_kernel,

@@ -34,7 +34,16 @@ from ..weights import load_model
 from .device import autocast, describe, is_out_of_memory, precision_name, resolve_device, resolve_precision
 from .inputs import Frame, Source, iter_frames
 from .outputs import FrameWriter, OutputOptions, completed_record, write_summary
-from .tiling import Stitcher, StitchMode, StripCallback, TilePlan, iter_batches, make_plan, pad_frame
+from .tiling import (
+    Stitcher,
+    StitchMode,
+    StripCallback,
+    TilePlan,
+    choose_stitching,
+    iter_batches,
+    make_plan,
+    pad_frame,
+)
 
 RANDOM_SEED = 0  # models without weights are initialised from this seed, so runs and --resume agree
 READ_AHEAD = 1  # decoded frames waiting for the model
@@ -159,6 +168,20 @@ def make_runner(
         ort_runner.batch,
     )
     return ort_runner, info
+
+
+def tiling_for(
+    spec: ModelSpec, info: RunnerInfo, tile: int | None = None, overlap: int | None = None
+) -> tuple[int, StitchMode, int]:
+    """(tile, stitch mode, overlap) for `spec` on a runner: a fixed-shape ONNX model dictates the tile,
+    else `tile` or the card's; the card's overlap holds at its own tile, else the stitching rule's."""
+    tile_px = info.tile if info.tile is not None else (spec.tile if tile is None else tile)
+    if overlap is None and tile_px == spec.tile:
+        overlap = spec.overlap
+    mode, overlap_px = choose_stitching(
+        halo=spec.halo, global_context=spec.global_context, tile=tile_px, overlap=overlap
+    )
+    return tile_px, mode, overlap_px
 
 
 @dataclass(frozen=True)
