@@ -12,7 +12,6 @@ the same numbers as scoring through the model. Memory holds one batch, never the
 from __future__ import annotations
 
 import collections
-import json
 import os
 import shutil
 import tempfile
@@ -38,7 +37,7 @@ from .data.image_io import (
     write_tiff_float32,
 )
 from .data.khanhha import degraded_test_pairs, find_blured_root
-from .errors import InputError, ModelError
+from .errors import InputError
 from .infer.device import describe
 from .infer.outputs import to_uint
 from .infer.pipeline import load_torch_model, weights_id
@@ -53,7 +52,7 @@ from .metrics import (
     write_run,
 )
 from .metrics.segmentation import threshold_index
-from .registry import CARD_SUFFIX, ModelSpec, Registry, spec_from_card
+from .registry import ModelSpec
 from .weights import sha256_file
 
 Layout = Literal["auto", "khanhha", "folder"]
@@ -70,37 +69,6 @@ _LOOKUP_SUFFIXES = (".png", ".tiff", ".tif", *sorted(IMAGE_SUFFIXES - {".png", "
 
 # ----------------------------------------------------------------------------------------------------
 # Models: a registry name, a model card, or a folder holding one card.
-
-
-def resolve_model(ref: str, registry: Registry) -> ModelSpec:
-    """A registry name, a model card (.json), or a folder holding exactly one card: a models folder, or a
-    training run (its card is exported to models/)."""
-    if ref in registry.specs:
-        return registry.get(ref)
-    path = Path(ref)
-    if path.is_dir():
-        cards = [p for d in (path, path / "models") for p in sorted(d.glob(f"*{CARD_SUFFIX}")) if _is_card(p)]
-        if len(cards) != 1:
-            raise ModelError(
-                f"expected one model card (*.json with 'arch') in the folder, found {len(cards)}", path
-            )
-        path = cards[0]
-    elif not path.is_file():
-        return registry.get(ref)  # neither a name nor a file: the registry's error lists the known names
-    if path.suffix != CARD_SUFFIX:
-        raise ModelError(
-            "give a model card (.json); import a checkpoint first with `csbsr models import`", path
-        )
-    builtins = {s.name: s for s in registry.specs.values() if s.source == "built-in"}
-    return spec_from_card(path, builtins)
-
-
-def _is_card(path: Path) -> bool:
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(card, dict) and "arch" in card and "name" in card
 
 
 def model_record(spec: ModelSpec) -> dict[str, Any]:

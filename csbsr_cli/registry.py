@@ -258,6 +258,14 @@ def spec_from_card(card_path: Path, known: Mapping[str, ModelSpec]) -> ModelSpec
     )
 
 
+def _is_card(path: Path) -> bool:
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(card, dict) and "arch" in card and "name" in card
+
+
 def model_dirs(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
     """Model directories in increasing priority: the zoo, $CSBSR_MODELS, then explicit ones."""
     dirs = [ZOO_DIR]
@@ -281,6 +289,30 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self.specs)
+
+    def resolve(self, ref: str | os.PathLike[str]) -> ModelSpec:
+        """A registry name, a model card (.json), or a folder holding exactly one card: a models folder, or
+        a training run (its card is exported to models/)."""
+        ref = str(ref)
+        if ref in self.specs:
+            return self.get(ref)
+        path = Path(ref)
+        if path.is_dir():
+            cards = [
+                p for d in (path, path / "models") for p in sorted(d.glob(f"*{CARD_SUFFIX}")) if _is_card(p)
+            ]
+            if len(cards) != 1:
+                raise ModelError(
+                    f"expected one model card (*.json with 'arch') in the folder, found {len(cards)}", path
+                )
+            path = cards[0]
+        elif not path.is_file():
+            return self.get(ref)  # neither a name nor a file: the error lists the known names
+        if path.suffix != CARD_SUFFIX:
+            raise ModelError(
+                "give a model card (.json); import a checkpoint first with `csbsr models import`", path
+            )
+        return spec_from_card(path, {s.name: s for s in BUILTINS})
 
     def get(self, name: str) -> ModelSpec:
         try:

@@ -17,7 +17,6 @@ from test_degrade import khanhha_test_folder, run_cli, write_image
 from csbsr_cli.data.degrade import make_rng
 from csbsr_cli.data.kernels import KernelLaw
 from csbsr_cli.errors import ModelError
-from csbsr_cli.evaluation import resolve_model
 from csbsr_cli.infer.pipeline import load_torch_model
 from csbsr_cli.metrics import PAPER, evaluate_masks, image_quality, summarize, summarize_quality
 from csbsr_cli.registry import Registry
@@ -344,15 +343,15 @@ def test_bad_image_fails_or_is_skipped(folder_ds, tmp_path, monkeypatch, capsys)
 
 def test_model_given_by_card_or_folder(models_dir, tmp_path):
     registry = Registry()
-    assert resolve_model("tiny", registry).name == "tiny"
-    assert resolve_model(str(models_dir / "tiny.json"), registry).source == str(models_dir / "tiny.json")
-    assert resolve_model(str(models_dir), registry).name == "tiny"
+    assert registry.resolve("tiny").name == "tiny"
+    assert registry.resolve(str(models_dir / "tiny.json")).source == str(models_dir / "tiny.json")
+    assert registry.resolve(str(models_dir)).name == "tiny"
     run = tmp_path / "train-run"  # a training run exports its model to models/
     shutil.copytree(models_dir, run / "models")
-    assert resolve_model(str(run), registry).source == str(run / "models" / "tiny.json")
+    assert registry.resolve(str(run)).source == str(run / "models" / "tiny.json")
     checkpoint = tmp_path / "model.pth"
     checkpoint.write_bytes(b"")
     with pytest.raises(ModelError, match="model card"):
-        resolve_model(str(checkpoint), registry)
+        registry.resolve(str(checkpoint))
     with pytest.raises(ModelError, match="found 0"):
-        resolve_model(str(tmp_path), registry)
+        registry.resolve(str(tmp_path))

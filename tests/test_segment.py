@@ -471,12 +471,11 @@ def test_card_overlap_applies_at_the_cards_tile_only(tmp_path: Path, models_dir:
     (cards / "tiny-ov.json").write_text(json.dumps(card))
     write_png(tmp_path / "in" / "a.png", _texture(40, 48))
     settings = {}
-    for tile in ("32", "24"):
+    # By name from a models folder, and by the card's path (as evaluate and export take it too).
+    for tile, model in (("32", ["--model", "tiny-ov", "--models-dir", str(cards)]),
+                        ("24", ["--model", str(cards / "tiny-ov.json")])):  # fmt: skip
         out = tmp_path / f"run{tile}"
-        code, text = cli(
-            capsys, "segment", str(tmp_path / "in"), "-o", str(out), "--model", "tiny-ov",
-            "--models-dir", str(cards), "--tile", tile, "-q",
-        )  # fmt: skip
+        code, text = cli(capsys, "segment", str(tmp_path / "in"), "-o", str(out), *model, "--tile", tile)
         assert code == 0, text
         settings[tile] = json.loads((out / "json" / "a.json").read_text())["settings"]
     assert settings["32"]["overlap"] == 8  # the card's choice for its own tile

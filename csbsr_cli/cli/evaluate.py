@@ -21,7 +21,6 @@ from ..evaluation import (
     model_record,
     open_dataset,
     prepare_out_dir,
-    resolve_model,
     run_evaluation,
 )
 from ..infer.device import resolve_device
@@ -143,7 +142,7 @@ def evaluate_command(
     if hr and lr_dir is not None:
         raise InputError("--hr segments the HR images: --lr-dir would be unused")
     metric_preset = get_preset(preset)
-    spec = None if model is None else resolve_model(model, registry_for(models_dir))
+    spec = None if model is None else registry_for(models_dir).resolve(model)
     data_scale = scale or (4 if spec is None else spec.scale)
     if spec is not None and not hr and spec.scale != data_scale:
         raise InputError(f"model {spec.name!r} upsamples x{spec.scale} but --scale is {data_scale}")

@@ -14,7 +14,7 @@ from .models import models_app
 
 @models_app.command("export")
 def export_command(
-    name: str = typer.Argument(..., help="Registry model name."),
+    name: str = typer.Argument(..., help="Registry name, a model card .json or a folder holding one."),
     tile: int | None = typer.Option(
         None, "--tile", min=1, help="LR tile side the model is fixed to (default: the model's)."
     ),
@@ -31,7 +31,7 @@ def export_command(
     models_dir: list[Path] = ModelsDirOption,
 ) -> None:
     """Export NAME to ONNX for (batch, 3, tile, tile) input; written only if ONNX Runtime matches PyTorch."""
-    spec = registry_for(models_dir).get(name)
+    spec = registry_for(models_dir).resolve(name)
     tile = spec.tile if tile is None else tile
     path = output or default_onnx_path(spec.name, tile, batch)
     report = export_onnx(load_torch_model(spec), spec, weights_id(spec), tile, batch, path)

@@ -66,7 +66,7 @@ def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
 @models_app.command("info")
 def info(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     """All metadata of one model, as JSON."""
-    spec = registry_for(models_dir).get(name)
+    spec = registry_for(models_dir).resolve(name)
     total, sr, seg = count_params(spec)
     data = asdict(spec)
     data["weights"] = (
@@ -97,6 +97,6 @@ def import_(
 @models_app.command("verify")
 def verify(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     """Check a model's weights file against its card (sha256) and load it strictly."""
-    spec = registry_for(models_dir).get(name)
+    spec = registry_for(models_dir).resolve(name)
     load_model(spec, require_weights=True)
     typer.echo(f"{name}: weights verified ({spec.weights.path})")

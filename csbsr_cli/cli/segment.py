@@ -80,7 +80,10 @@ def segment_command(
         None, "--name", help="Run name for the default folder (default: the first input's name)."
     ),
     model: str = typer.Option(
-        DEFAULT_MODEL, "-m", "--model", help="Registry model name (`csbsr models list`)."
+        DEFAULT_MODEL,
+        "-m",
+        "--model",
+        help="Registry name (`csbsr models list`), a model card .json or a folder holding one.",
     ),
     models_dir: list[Path] = ModelsDirOption,
     threshold: float | None = typer.Option(
@@ -153,7 +156,7 @@ def segment_command(
 
     A frame that cannot be read or processed does not stop the batch: it is listed at the end (exit code 3).
     """
-    spec = registry_for(models_dir).get(model)
+    spec = registry_for(models_dir).resolve(model)
     run_dir = output or _default_out(inputs, name)
     part = resolve_shard(shard, shard_count)
     out_dir = run_dir / part.folder if part else run_dir
