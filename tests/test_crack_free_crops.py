@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from bench_modules import load_bench
 
 from csbsr_cli.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_crack_free_crops", REPO / "bench" / "crack_free_crops.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-cf = _load_bench()
+cf = load_bench("crack_free_crops")
 CRACK_COLS = (150, 153)  # a vertical crack over the full height of image "a", columns 150-152
 SIZE, MARGIN = 64, 8
 

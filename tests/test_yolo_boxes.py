@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,19 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from bench_modules import load_bench
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_yolo_boxes", REPO / "bench" / "yolo_boxes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-yb = _load_bench()
+yb = load_bench("yolo_boxes")
 
 
 def _write_mask(path: Path, mask: np.ndarray) -> None:
