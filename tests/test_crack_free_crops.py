@@ -12,9 +12,6 @@ from bench_modules import load_bench
 
 from csbsr_cli.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 cf = load_bench("crack_free_crops")
 CRACK_COLS = (150, 153)  # a vertical crack over the full height of image "a", columns 150-152
 SIZE, MARGIN = 64, 8

@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 from bench_modules import load_bench
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 yb = load_bench("yolo_boxes")
 
 
