@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from csbsr_cli.errors import InputError
 from csbsr_cli.infer.pipeline import TorchRunner, infer_image
+from csbsr_cli.infer.seams import seam_levels
 from csbsr_cli.infer.tiling import Stitcher, choose_stitching, gaussian_window, make_plan, plan_axis
 from csbsr_cli.nets.types import JointOutput
 from csbsr_cli.registry import Registry, build_network
@@ -141,53 +142,15 @@ def test_local_model_tiled_equals_whole_image(size: tuple[int, int]) -> None:
         np.testing.assert_allclose(tiled[name], whole[name], atol=1e-5, rtol=0)
 
 
-def _border_band(plan, width: int) -> np.ndarray:
-    """SR pixels within `width` of a window edge inside the frame (where a naive tiler shows seams)."""
-    s = plan.scale
-    h, w = plan.out_size
-    band = np.zeros((h, w), bool)
-    for starts, size, axis in ((plan.rows.starts, plan.tile_h, 0), (plan.cols.starts, plan.tile_w, 1)):
-        n = h if axis == 0 else w
-        for edge in {e * s for start in starts for e in (start, start + size)} - {0, n}:
-            sl = slice(max(0, edge - width), edge + width)
-            if axis == 0:
-                band[sl, :] = True
-            else:
-                band[:, sl] = True
-    return band
-
-
-def _seams(runner, img: np.ndarray, tile: int, overlap: int, mode: str) -> tuple[float, float]:
-    """(border / elsewhere mean |tiled - whole| within 4 SR px of interior window edges,
-    border / elsewhere mean jump of (tiled - whole) between neighbouring pixels across those edges)."""
-    h, w = img.shape[:2]
-    plan = make_plan(h, w, tile=tile, overlap=overlap, scale=4, mode=mode)
-    whole = infer_image(runner, img, make_plan(h, w, tile=0, overlap=0, scale=4, mode="crop", divisor=2))[
-        "prob"
-    ][0]
-    diff = infer_image(runner, img, plan)["prob"][0] - whole
-    band = _border_band(plan, 4)
-    level = np.abs(diff[band]).mean() / np.abs(diff[~band]).mean()
-    line = _border_band(plan, 1)
-    jumps, on_line = (
-        [np.abs(np.diff(diff, axis=a)) for a in (0, 1)],
-        [line[1:] & line[:-1], line[:, 1:] & line[:, :-1]],
-    )
-    jump = sum(j[m].mean() for j, m in zip(jumps, on_line, strict=True)) / sum(
-        j[~m].mean() for j, m in zip(jumps, on_line, strict=True)
-    )
-    return float(level), float(jump)
-
-
 def _check_no_seams(runner, img: np.ndarray) -> None:
     """Blended tiles differ from whole-image inference (their context is cut) but no more along tile
     borders than elsewhere: level within 10 % (the per-tile context error is noisy across the frame), no
     jump at the borders. Cutting the same frame without overlap or blending shows seams on both counts."""
     tile = 32
     mode, overlap = choose_stitching(halo=None, global_context=True, tile=tile, overlap=None)
-    level, jump = _seams(runner, img, tile, overlap, mode)
+    level, jump = seam_levels(runner, img, tile, overlap, mode)
     assert level <= 1.1 and jump <= 1.0, (level, jump)
-    naive_level, naive_jump = _seams(runner, img, tile, 0, "crop")
+    naive_level, naive_jump = seam_levels(runner, img, tile, 0, "crop")
     assert naive_level > 1.2 and naive_jump > 5, (naive_level, naive_jump)
 
 
