@@ -54,7 +54,8 @@ def main() -> None:
             results.append({"frame": frame.name, "setting": name, "level": level, "jump": jump})
             print(f"{frame.name:28s} {name:36s} level {level:5.2f}  jump {jump:5.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "crop": args.crop, "results": results}, indent=1))
+        figures = {"model": args.model, "crop": args.crop, "results": results}
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":
