@@ -21,6 +21,7 @@ from csbsr_cli.data.image_io import read_image
 from csbsr_cli.infer.pipeline import TorchRunner
 from csbsr_cli.infer.seams import seam_levels
 from csbsr_cli.registry import Registry
+from csbsr_cli.utils.memory import keep_freed_memory
 from csbsr_cli.weights import load_model
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "drone_crops"
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--frames", type=Path, nargs="*", default=sorted(SAMPLE.glob("*.jpg")))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    keep_freed_memory()  # as the csbsr command does
     spec = Registry().get(args.model)
     runner = TorchRunner(load_model(spec), torch.device("cpu"), None, batch=4)
     tile = spec.tile
