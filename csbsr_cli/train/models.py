@@ -21,7 +21,7 @@ from .config import TrainConfig
 RESULT_FILE = "result.json"  # written by a finished run; names its exported model card
 BLUR_SKIP_ARCH = "csbsr-pspnet-blurskip"
 BLUR_SKIP_PREFIX = "segmentation_model.blur_skip."
-CARD_METADATA = ("scale", "divisor", "halo", "global_context", "tile", "threshold", "manifest")
+CARD_METADATA = ("scale", "divisor", "halo", "global_context", "tile", "overlap", "threshold", "manifest")
 
 
 def _run_card(run_dir: Path, registry: Registry) -> ModelSpec:
