@@ -178,6 +178,30 @@ def test_gbc_and_focal_iou():
     assert fi["seg"].shape == (2,)
 
 
+def test_scnet_loss_with_side_weights_by_hand():
+    """SCNet (paper Eq. 6-11): focal(fused) + soft IoU(fused) + sum_i w_i focal(side i), no side soft IoU."""
+    mask = t([1.0, 0.0, 1.0, 0.0])
+    prob = t([0.8, 0.2, 0.6, 0.4])  # p_t = 0.8, 0.8, 0.6, 0.6
+    fused_focal = (0.04 * -math.log(0.8) + 0.16 * -math.log(0.6)) / 2
+    soft_iou = 1 - (1.4 + 1e-6) / (2.0 + 2.0 - 1.4 + 1e-6)
+    p_side = (0.9, 0.8, 0.7, 0.6, 0.5)  # side i: p_t = p_side[i] on every pixel
+    aux = torch.stack([t([p, 1 - p, p, 1 - p]) for p in p_side], dim=1).view(1, 5, 1, 4)
+    weights = (0.5, 0.75, 1.0, 0.75, 0.5)
+    sides = sum(w * (1 - p) ** 2 * -math.log(p) for w, p in zip(weights, p_side, strict=True))
+    loss = SegmentationLoss(SegLossConfig("focal-iou", side_weights=weights))
+    out = loss(prob, mask, aux=aux)
+    assert out["focal"].item() == pytest.approx(fused_focal, abs=1e-6)
+    assert out["soft_iou"].item() == pytest.approx(soft_iou, abs=1e-6)
+    assert out["seg_aux"].item() == pytest.approx(sides, abs=1e-6)
+    assert out["seg"].item() == pytest.approx(fused_focal + soft_iou + sides, abs=1e-6)
+    with pytest.raises(ValueError, match="5 side weights for 2 side outputs"):
+        loss(prob, mask, aux=aux[:, :2])
+    # Other kinds weight each side's full loss: 0.4 per side is the single aux_weight 0.4 on their sum.
+    bc_sides = SegmentationLoss(SegLossConfig("bc", side_weights=(0.4, 0.4)))(prob, mask, aux=aux[:, :2])
+    bc_sum = SegmentationLoss(SegLossConfig("bc"))(prob, mask, aux=aux[:, :2])
+    torch.testing.assert_close(bc_sides["seg"], bc_sum["seg"])
+
+
 # --- SR loss ---------------------------------------------------------------------------------------------
 
 

@@ -19,9 +19,12 @@ from csbsr_cli.nets.hrnet_ocr import HRNetOCR
 from csbsr_cli.nets.identity import IdentitySR
 from csbsr_cli.nets.joint import JointModel
 from csbsr_cli.nets.kbpn import KBPN
+from csbsr_cli.nets.pspnet import PSPNet
 from csbsr_cli.nets.scnet import SCNet, SobelEdges
 from csbsr_cli.nets.types import SegOutput
 from csbsr_cli.registry import Registry, build_network
+from csbsr_cli.train.config import LossConfig
+from csbsr_cli.train.models import resolve_seg_loss
 
 # One intra-op thread: the golden fixtures were made that way, and the cores are shared.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -144,8 +147,22 @@ def test_class_facts() -> None:
     assert (SCNet.divisor, SCNet.global_context, SCNet.receptive_field) == (32, True, None)
     assert not (HRNetOCR.uses_kernel or CrackFormer.uses_kernel or SCNet.uses_kernel)
     assert (HRNetOCR.aux_weight, CrackFormer.aux_weight, SCNet.aux_weight) == (0.4, 2.0, 3.5)
-    assert SCNet.default_loss == "focal_softiou" and sum(SCNet.side_weights) == SCNet.aux_weight
+    assert SCNet.default_loss == "focal-iou" and sum(SCNet.side_weights) == SCNet.aux_weight
     assert IdentitySR.scale == 1
+
+
+def test_seg_loss_auto_follows_the_segmenter() -> None:
+    """loss.seg "auto" (the default): SCNet's focal-iou with its side weights, bc for the others; an explicit
+    loss wins, and only SCNet's focal-iou gets per-side weights."""
+    with torch.device("meta"):
+        scnet, pspnet, crackformer = SCNet(), PSPNet(), CrackFormer()
+    assert LossConfig().seg == "auto"
+    assert resolve_seg_loss(LossConfig().seg, scnet) == ("focal-iou", (0.5, 0.75, 1.0, 0.75, 0.5))
+    assert resolve_seg_loss("auto", pspnet) == ("bc", None)
+    assert resolve_seg_loss("auto", crackformer) == ("bc", None)
+    assert resolve_seg_loss("dice", scnet) == ("dice", None)
+    assert resolve_seg_loss("focal-iou", scnet) == ("focal-iou", SCNet.side_weights)
+    assert resolve_seg_loss("focal-iou", pspnet) == ("focal-iou", None)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def test_paper_defaults(command, lr, iterations):
     c = make_config(command, {"name": "run", "data": {"train": ["d"], "kind": "pairs"}})
     assert (c.optim.lr, c.optim.iterations) == (lr, iterations)
     assert (c.optim.batch_size, c.data.hr_crop, c.optim.betas, c.optim.eps) == (6, 224, (0.9, 0.999), 1e-8)
-    assert (c.loss.seg, c.loss.alpha, c.loss.gamma, c.loss.aux_weight) == ("bc", 0.5, 0.5, 0.4)
+    assert (c.loss.seg, c.loss.alpha, c.loss.gamma, c.loss.aux_weight) == ("auto", 0.5, 0.5, 0.4)
     assert c.joint.beta == 0.3
 
 

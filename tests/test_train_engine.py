@@ -263,6 +263,7 @@ def test_joint_options_of_the_paper_and_the_authors(ws):
     start, first = log[0], next(r for r in log if r["kind"] == "train")
     w_crack, w_back = start["class_weights"]
     assert w_crack > 5 * w_back > 0  # cracks are rare in the synthetic masks too
+    assert (start["seg_loss"], start["side_weights"]) == ("bc", None)  # "auto" for PSPNet
     assert first["alpha"] == 0.0 and first["beta"] == 0.0 and "boundary" not in first
     assert all(v == v for v in first.values() if isinstance(v, float))  # no NaN
 

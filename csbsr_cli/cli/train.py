@@ -217,7 +217,12 @@ JOINT = (
         "seg_loss",
         "loss.seg",
         str | None,
-        typer.Option(None, "--seg-loss", help="bc, gbc, combo, dice, gdice, wce or focal-iou."),
+        typer.Option(
+            None,
+            "--seg-loss",
+            help="auto (the segmenter's own: focal-iou for SCNet, else bc), bc, gbc, combo, dice, gdice, "
+            "wce or focal-iou.",
+        ),
     ),
     Flag(
         "no_joint",

@@ -107,6 +107,9 @@ class SegLossConfig:
     aux_weight: float = 0.4  # L_C = L(main) + aux_weight * L(aux), as the authors' PSPNet training
     focal_alpha: float = 1.0
     focal_gamma: float = 2.0
+    # One weight per side output instead of aux_weight: L_C = L(main) + sum_i side_weights[i] * L(side i).
+    # With "focal-iou" the side term is then the focal loss alone (SCNet, paper Eq. 6-11).
+    side_weights: tuple[float, ...] | None = None
 
 
 # kind -> (region loss, fixed Boundary weight or None = configured, fixed WCE share or None = configured)
@@ -125,8 +128,9 @@ SEG_LOSS_KINDS: tuple[str, ...] = tuple(_FORMS)
 class SegmentationLoss:
     """L_C for a main probability map and an optional auxiliary one (B, n, H, W), per sample.
 
-    ``__call__`` returns a dict of (B,) tensors: ``"seg"`` (the total), ``"seg_main"``, ``"seg_aux"`` and
-    the components of the main term (``boundary``, ``dice``, ``gdice``, ``wce``, ``focal``, ``soft_iou``).
+    ``__call__`` returns a dict of (B,) tensors: ``"seg"`` (the total), ``"seg_main"``, ``"seg_aux"`` (the
+    sum of the side losses; with ``side_weights``, their weighted sum) and the components of the main term
+    (``boundary``, ``dice``, ``gdice``, ``wce``, ``focal``, ``soft_iou``).
     The signed distance map is computed once per batch and shared by the main and auxiliary terms.
     """
 
@@ -135,6 +139,8 @@ class SegmentationLoss:
             raise ValueError(
                 f"unknown segmentation loss {config.kind!r} (known: {', '.join(SEG_LOSS_KINDS)})"
             )
+        if config.side_weights is not None and min(config.side_weights, default=-1.0) < 0:
+            raise ValueError(f"side weights must be >= 0 (and at least one), got {config.side_weights}")
         self.config = config
 
     def weights(self, alpha: float | None = None) -> tuple[float, float]:
@@ -179,7 +185,23 @@ class SegmentationLoss:
         main = self._single(prob, target, sdf, a, g)
         out = {"seg_main": main.pop("total"), **main}
         out["seg"] = out["seg_main"]
-        if aux is not None and self.config.aux_weight > 0:
+        side_weights = self.config.side_weights
+        if aux is not None and side_weights is not None:
+            if len(side_weights) != aux.shape[1]:
+                raise ValueError(f"{len(side_weights)} side weights for {aux.shape[1]} side outputs")
+            focal_only = self.config.kind == "focal-iou"  # SCNet: soft IoU on the fused map only
+            aux_loss = sum(
+                w
+                * (
+                    focal_loss(aux[:, i : i + 1], target, self.config.focal_alpha, self.config.focal_gamma)
+                    if focal_only
+                    else self._single(aux[:, i : i + 1], target, sdf, a, g)["total"]
+                )
+                for i, w in enumerate(side_weights)
+            )
+            out["seg_aux"] = aux_loss  # already weighted
+            out["seg"] = out["seg_main"] + aux_loss
+        elif aux is not None and self.config.aux_weight > 0:
             # Several side outputs (channels) add up, like the authors' CrackFormer x n factor.
             aux_loss = sum(
                 self._single(aux[:, i : i + 1], target, sdf, a, g)["total"] for i in range(aux.shape[1])

@@ -87,13 +87,15 @@ class SCNet(nn.Module):
     w = ``side_weights`` = (0.5, 0.75, 1.0, 0.75, 0.5) (symmetric, so the side order does not matter), plus
     soft-IoU on the fused probability; alpha 1, gamma 2. ``aux_weight`` = 3.5 = sum(w) is the coefficient
     on the side outputs' loss averaged over the sides when one weight is used for all of them.
+    ``default_loss`` names that loss kind; the training engine uses it, with ``side_weights``, when
+    ``loss.seg`` is "auto" (:func:`csbsr_cli.train.models.resolve_seg_loss`).
     """
 
     divisor: int = 32
     global_context: bool = True
     receptive_field: int | None = None
     uses_kernel: bool = False
-    default_loss: str = "focal_softiou"
+    default_loss: str = "focal-iou"
     side_weights: tuple[float, ...] = (0.5, 0.75, 1.0, 0.75, 0.5)
     aux_weight: float = sum(side_weights)
 

@@ -78,7 +78,7 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    seg: str = "bc"  # bc, gbc, combo, dice, gdice, wce, focal-iou
+    seg: str = "auto"  # auto (segmenter's default_loss, else bc), bc, gbc, combo, dice, gdice, wce, focal-iou
     alpha: float = 0.5  # Boundary weight in Eq. 3 (the paper's a)
     alpha_schedule: Literal["fixed", "authors"] = "fixed"  # authors: a = 0 then +0.01 per epoch up to 0.99
     alpha_step: float = 0.01
@@ -357,7 +357,12 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     _check(o.iterations >= 1, source, "optim.iterations", "must be >= 1")
     _check(0 <= o.min_lr_ratio <= 1, source, "optim.min_lr_ratio", "must be in [0, 1]")
     _check(o.grad_clip >= 0 and o.weight_decay >= 0, source, "optim.grad_clip", "must be >= 0")
-    _check(lo.seg in SEG_LOSS_KINDS, source, "loss.seg", f"expected one of {', '.join(SEG_LOSS_KINDS)}")
+    _check(
+        lo.seg == "auto" or lo.seg in SEG_LOSS_KINDS,
+        source,
+        "loss.seg",
+        f"expected one of {', '.join(SEG_LOSS_KINDS)} or auto",
+    )
     for key in ("alpha", "gamma", "alpha_max"):
         _check(0 <= getattr(lo, key) <= 1, source, f"loss.{key}", "must be in [0, 1]")
     _check(lo.alpha_every >= 0 and lo.alpha_step >= 0, source, "loss.alpha_every", "must be >= 0")

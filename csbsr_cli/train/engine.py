@@ -55,6 +55,7 @@ from .models import (
     freeze_all_but,
     kernel_parameter_names,
     resolve_init,
+    resolve_seg_loss,
     set_train_modes,
     trainable_module,
     with_blur_skip,
@@ -278,9 +279,17 @@ class Trainer:
             else tuple(cfg.loss.class_weights)
         )
         lo = cfg.loss
+        seg_kind, side_weights = resolve_seg_loss(lo.seg, model.segmentation_model)
         self.seg_loss = SegmentationLoss(
             SegLossConfig(
-                lo.seg, lo.alpha, lo.gamma, self.class_weights, lo.aux_weight, lo.focal_alpha, lo.focal_gamma
+                seg_kind,
+                lo.alpha,
+                lo.gamma,
+                self.class_weights,
+                lo.aux_weight,
+                lo.focal_alpha,
+                lo.focal_gamma,
+                side_weights=side_weights,
             )
         )
 
@@ -701,6 +710,8 @@ def train(
                 "skipped": len(data.problems),
                 "global_batch": trainer.sampler.global_batch,
                 "class_weights": list(trainer.class_weights),
+                "seg_loss": trainer.seg_loss.config.kind,  # loss.seg resolved ("auto")
+                "side_weights": trainer.seg_loss.config.side_weights,
                 "model": trainer.spec.name,
                 "init": cfg.model.init,
                 "random_init": random_init,

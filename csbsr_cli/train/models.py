@@ -113,6 +113,21 @@ def set_train_modes(model: nn.Module, cfg: TrainConfig) -> None:
         model.segmentation_model.blur_skip.train()
 
 
+def resolve_seg_loss(kind: str, segmenter: nn.Module) -> tuple[str, tuple[float, ...] | None]:
+    """``loss.seg`` for this segmenter: (loss kind, per-side weights or None).
+
+    "auto" is the segmenter's ``default_loss`` class attribute, else "bc". A segmenter declaring
+    ``side_weights`` (SCNet) gets them with its "focal-iou" loss; every other case keeps the single
+    ``loss.aux_weight`` on the summed side losses.
+    """
+    if kind == "auto":
+        kind = getattr(segmenter, "default_loss", None) or "bc"
+    side_weights = getattr(segmenter, "side_weights", None)
+    if kind != "focal-iou" or side_weights is None:
+        return kind, None
+    return kind, tuple(float(w) for w in side_weights)
+
+
 def card_extra(spec: ModelSpec) -> dict[str, object]:
     """Metadata the exported card keeps from the start model (a card otherwise inherits its arch's)."""
     return {key: getattr(spec, key) for key in CARD_METADATA} | {"description": spec.description}
