@@ -258,6 +258,11 @@ def spec_from_card(card_path: Path, known: Mapping[str, ModelSpec]) -> ModelSpec
     )
 
 
+def builtin_specs() -> dict[str, ModelSpec]:
+    """The built-in architectures by name: what a card's `arch` refers to (a zoo card may shadow a name)."""
+    return {s.name: s for s in BUILTINS}
+
+
 def _is_card(path: Path) -> bool:
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
@@ -279,8 +284,8 @@ class Registry:
     """All models known for one set of model directories. Cheap: reads small JSON cards only."""
 
     def __init__(self, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> None:
-        self.specs: dict[str, ModelSpec] = {s.name: s for s in BUILTINS}
-        builtins = dict(self.specs)
+        builtins = builtin_specs()
+        self.specs: dict[str, ModelSpec] = dict(builtins)
         for directory in model_dirs(extra_dirs):
             if directory.is_dir():
                 for card in sorted(directory.glob(f"*{CARD_SUFFIX}")):
@@ -312,7 +317,7 @@ class Registry:
             raise ModelError(
                 "give a model card (.json); import a checkpoint first with `csbsr models import`", path
             )
-        return spec_from_card(path, {s.name: s for s in BUILTINS})
+        return spec_from_card(path, builtin_specs())
 
     def get(self, name: str) -> ModelSpec:
         try:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import ModelError
-from .registry import ModelSpec, Registry, build_network, model_dirs
+from .registry import ModelSpec, Registry, build_network, builtin_specs, model_dirs
 from .utils.atomic import atomic_path, write_text_atomic
 
 DP_PREFIX = "module."  # DataParallel / DDP prefix in the authors' checkpoints
@@ -150,8 +150,9 @@ def import_checkpoint(
 ) -> Path:
     """Convert an authors' joint checkpoint into a safetensors model usable by name everywhere."""
     registry = registry or Registry()
-    spec = registry.get(arch)
-    if name in registry.specs and registry.specs[name].source == "built-in":
+    # The architecture itself, not a card that shadows its name (the zoo's trained csbsr-lite).
+    spec = builtin_specs().get(arch) or registry.get(arch)
+    if name in builtin_specs():
         raise ModelError(f"name {name!r} is a built-in model; choose another --name")
     state = read_checkpoint(checkpoint)
     model = build_network(spec)

@@ -195,3 +195,22 @@ def test_card_overrides_merge_into_the_builtin_config(tiny_dir: Path) -> None:
     base = Registry().get("csbsr-pspnet")
     assert spec.config["sr"]["width"] == 8 and spec.config["sr"]["k_est"] == base.config["sr"]["k_est"]
     assert spec.base == "csbsr-pspnet" and replace(spec, name="x").name == "x"
+
+
+def test_a_card_may_shadow_a_builtin_name_without_hiding_the_architecture(tmp_path: Path) -> None:
+    """The zoo's trained csbsr-lite is a card named like its arch: other cards and imports still see the
+    architecture itself, and a checkpoint cannot be imported under a built-in name."""
+    shadow = {"name": "csbsr-lite", "arch": "csbsr-lite", "threshold": 0.9}
+    (tmp_path / "csbsr-lite.json").write_text(json.dumps(shadow))
+    (tmp_path / "mine.json").write_text(json.dumps({"name": "mine", "arch": "csbsr-lite"}))
+    registry = Registry([tmp_path])
+    assert registry.get("csbsr-lite").threshold == 0.9 and registry.get("csbsr-lite").source != "built-in"
+    assert registry.get("mine").threshold == 0.5  # the architecture's, not the shadowing card's
+    assert registry.resolve(tmp_path / "mine.json").base == "csbsr-lite"
+    checkpoint = tmp_path / "w.safetensors"
+    checkpoint.write_bytes(b"")
+    result = CliRunner().invoke(
+        app, ["models", "import", str(checkpoint), "--arch", "csbsr-lite", "--name", "csbsr-lite",
+              "--models-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")],
+    )  # fmt: skip
+    assert result.exit_code != 0 and "built-in" in str(result.exception or result.output)

@@ -14,7 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ModelError
-from ..registry import ModelSpec, Registry, build_network, spec_from_card
+from ..registry import ModelSpec, Registry, build_network, builtin_specs, spec_from_card
 from ..weights import check_state_dict, load_model, read_checkpoint
 from .config import TrainConfig
 
@@ -32,8 +32,7 @@ def _run_card(run_dir: Path, registry: Registry) -> ModelSpec:
         raise ModelError(
             "not a finished csbsr training run (no result.json naming its model)", run_dir
         ) from None
-    builtins = {s.name: s for s in registry.specs.values() if s.source == "built-in"}
-    return spec_from_card(card, builtins)
+    return spec_from_card(card, builtin_specs())
 
 
 def resolve_init(cfg: TrainConfig, registry: Registry) -> tuple[ModelSpec, nn.Module]:

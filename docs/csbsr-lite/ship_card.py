@@ -1,5 +1,8 @@
 """Write models/csbsr-lite.{safetensors,json} from the joint run and the ablation results."""
-import hashlib, json, shutil, sys
+
+import hashlib
+import json
+import shutil
 from pathlib import Path
 
 repo = Path("/work/main")
@@ -21,9 +24,12 @@ card = {
     "metrics": {
         "dataset": "dev val split (DeepCrack 237 + CFD 46 images), x4, anisotropic Gaussian blur, seed 5",
         "preset": "default",
-        "IoU_max": round(v["IoU_max"], 4), "AIU": round(v["AIU"], 4),
-        "HD95_min": round(v["HD95_min"], 2), "AHD95": round(v["AHD95"], 2),
-        "PSNR": round(v["PSNR"], 2), "SSIM": round(v["SSIM"], 4),
+        "IoU_max": round(v["IoU_max"], 4),
+        "AIU": round(v["AIU"], 4),
+        "HD95_min": round(v["HD95_min"], 2),
+        "AHD95": round(v["AHD95"], 2),
+        "PSNR": round(v["PSNR"], 2),
+        "SSIM": round(v["SSIM"], 4),
         "FPR_crack_free": v["FPR_crack_free"],
     },
     "licence": "weights: trained on DeepCrack, CRACK500 and CFD, which are for non-commercial research "
