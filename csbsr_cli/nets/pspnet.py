@@ -19,6 +19,7 @@ registration order and every conv/BN hyper-parameter follow the authors' state d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -204,26 +205,16 @@ class PSPNet(nn.Module):
 class PSPNetBlurSkip(PSPNet):
     """PSPNet + blur skip (``PSPNet_BlurSkip``): p <- p + branch(p, kernel) before the classifier.
 
-    ``forward`` needs the SR net's estimated kernel (B, 1, k, k), k = ``kernel_size``. Other arguments as
-    for ``PSPNet``.
+    ``forward`` needs the SR net's estimated kernel (B, 1, k, k), k = ``kernel_size``. Other (keyword)
+    arguments go to ``PSPNet``.
     """
 
     uses_kernel: bool = True
 
-    def __init__(
-        self,
-        base_width: int = 64,
-        blocks: Sequence[int] = (3, 4, 6, 3),
-        psp_out: int = 1024,
-        up_widths: Sequence[int] = (256, 64, 64),
-        pool_sizes: Sequence[int] = (1, 2, 3, 6),
-        aux_width: int = 256,
-        aux: bool = True,
-        kernel_size: int = 21,
-        blur_skip_layers: int = 2,
-    ) -> None:
-        super().__init__(base_width, blocks, psp_out, up_widths, pool_sizes, aux_width, aux)
-        self.blur_skip = BlurSkip(features=up_widths[2], kernel_size=kernel_size, n_layers=blur_skip_layers)
+    def __init__(self, *, kernel_size: int = 21, blur_skip_layers: int = 2, **pspnet: Any) -> None:
+        super().__init__(**pspnet)
+        features = self.final[0].in_channels  # the last decoder width, up_widths[2]
+        self.blur_skip = BlurSkip(features=features, kernel_size=kernel_size, n_layers=blur_skip_layers)
         # The authors register blur_skip before final and aux; re-registering those two gives the state dict
         # the authors' key order too.
         for name in ("final", "aux"):
