@@ -22,6 +22,7 @@ No ImageNet weights are fetched.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -147,6 +148,7 @@ class HRNetBackbone(nn.Module):
         super().__init__()
         if len(widths) != 4 or len(num_modules) != 3:
             raise ValueError(f"need 4 branch widths and 3 stage sizes, got {widths}, {num_modules}")
+        self.widths = tuple(widths)
         self.conv1 = nn.Conv2d(3, stem_width, 3, stride=2, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
         self.conv2 = nn.Conv2d(stem_width, stem_width, 3, stride=2, padding=1, bias=False)
@@ -243,7 +245,7 @@ class SpatialOCR(nn.Module):
 class HRNetOCR(nn.Module):
     """HRNet-W48 + OCR returning (main probability, aux probability), both at the input size.
 
-    Backbone arguments as for ``HRNetBackbone``; ``ocr_width`` is the 3x3 reduction before OCR (512) and
+    Other (keyword) arguments go to ``HRNetBackbone``; ``ocr_width`` is the 3x3 reduction before OCR (512) and
     ``ocr_key`` the attention key width (256). Defaults are the authors' (74.50 M parameters).
 
     ``aux_weight``: the authors train with L_C = 1.0 * L(main) + 0.4 * L(aux) (cfg SEG_MAIN_LOSS_WEIGHT,
@@ -256,20 +258,10 @@ class HRNetOCR(nn.Module):
     uses_kernel: bool = False
     aux_weight: float = 0.4
 
-    def __init__(
-        self,
-        stem_width: int = 64,
-        stem_planes: int = 64,
-        stem_blocks: int = 4,
-        widths: Sequence[int] = (48, 96, 192, 384),
-        num_modules: Sequence[int] = (1, 4, 3),
-        num_blocks: int = 4,
-        ocr_width: int = 512,
-        ocr_key: int = 256,
-    ) -> None:
+    def __init__(self, *, ocr_width: int = 512, ocr_key: int = 256, **backbone: Any) -> None:
         super().__init__()
-        self.backbone = HRNetBackbone(stem_width, stem_planes, stem_blocks, widths, num_modules, num_blocks)
-        concat = sum(widths)
+        self.backbone = HRNetBackbone(**backbone)
+        concat = sum(self.backbone.widths)
         self.conv3x3 = nn.Sequential(nn.Conv2d(concat, ocr_width, 3, padding=1), _bn_relu(ocr_width))
         self.ocr_distri_head = SpatialOCR(ocr_width, ocr_key, ocr_width)
         self.cls_head = nn.Conv2d(ocr_width, 1, 1)
