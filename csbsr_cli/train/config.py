@@ -128,7 +128,7 @@ class RunConfig:
     )
     channels_last: bool | None = None  # None: on CUDA
     compile: bool = False
-    deterministic: bool = False  # deterministic kernels (cuDNN); bitwise-equal CPU runs also need 1 thread
+    deterministic: bool = False  # deterministic kernels (cuDNN); CPU runs differ in the last bits regardless
     sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP (CUDA only)
     progress: bool = True
 
