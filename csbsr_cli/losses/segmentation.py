@@ -185,27 +185,23 @@ class SegmentationLoss:
         main = self._single(prob, target, sdf, a, g)
         out = {"seg_main": main.pop("total"), **main}
         out["seg"] = out["seg_main"]
-        side_weights = self.config.side_weights
-        if aux is not None and side_weights is not None:
-            if len(side_weights) != aux.shape[1]:
-                raise ValueError(f"{len(side_weights)} side weights for {aux.shape[1]} side outputs")
-            focal_only = self.config.kind == "focal-iou"  # SCNet: soft IoU on the fused map only
-            aux_loss = sum(
-                w
-                * (
-                    focal_loss(aux[:, i : i + 1], target, self.config.focal_alpha, self.config.focal_gamma)
-                    if focal_only
-                    else self._single(aux[:, i : i + 1], target, sdf, a, g)["total"]
-                )
-                for i, w in enumerate(side_weights)
-            )
-            out["seg_aux"] = aux_loss  # already weighted
-            out["seg"] = out["seg_main"] + aux_loss
-        elif aux is not None and self.config.aux_weight > 0:
+        cfg = self.config
+        if aux is None or (cfg.side_weights is None and cfg.aux_weight <= 0):
+            return out
+        if cfg.side_weights is not None and len(cfg.side_weights) != aux.shape[1]:
+            raise ValueError(f"{len(cfg.side_weights)} side weights for {aux.shape[1]} side outputs")
+        focal_only = cfg.side_weights is not None and cfg.kind == "focal-iou"  # SCNet: soft IoU on fused only
+        sides = [
+            focal_loss(aux[:, i : i + 1], target, cfg.focal_alpha, cfg.focal_gamma)
+            if focal_only
+            else self._single(aux[:, i : i + 1], target, sdf, a, g)["total"]
+            for i in range(aux.shape[1])
+        ]
+        if cfg.side_weights is None:
             # Several side outputs (channels) add up, like the authors' CrackFormer x n factor.
-            aux_loss = sum(
-                self._single(aux[:, i : i + 1], target, sdf, a, g)["total"] for i in range(aux.shape[1])
-            )
-            out["seg_aux"] = aux_loss
-            out["seg"] = out["seg_main"] + self.config.aux_weight * aux_loss
+            out["seg_aux"] = sum(sides)
+            out["seg"] = out["seg_main"] + cfg.aux_weight * out["seg_aux"]
+        else:
+            out["seg_aux"] = sum(w * side for w, side in zip(cfg.side_weights, sides, strict=True))
+            out["seg"] = out["seg_main"] + out["seg_aux"]
         return out
