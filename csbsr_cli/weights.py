@@ -151,8 +151,9 @@ def import_checkpoint(
     """Convert an authors' joint checkpoint into a safetensors model usable by name everywhere."""
     registry = registry or Registry()
     # The architecture itself, not a card that shadows its name (the zoo's trained csbsr-lite).
-    spec = builtin_specs().get(arch) or registry.get(arch)
-    if name in builtin_specs():
+    builtins = builtin_specs()
+    spec = builtins.get(arch) or registry.get(arch)
+    if name in builtins:
         raise ModelError(f"name {name!r} is a built-in model; choose another --name")
     state = read_checkpoint(checkpoint)
     model = build_network(spec)

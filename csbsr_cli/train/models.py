@@ -24,7 +24,7 @@ BLUR_SKIP_PREFIX = "segmentation_model.blur_skip."
 CARD_METADATA = ("scale", "divisor", "halo", "global_context", "tile", "overlap", "threshold", "manifest")
 
 
-def _run_card(run_dir: Path, registry: Registry) -> ModelSpec:
+def _run_card(run_dir: Path) -> ModelSpec:
     result = run_dir / RESULT_FILE
     try:
         card = Path(json.loads(result.read_text(encoding="utf-8"))["model_card"])
@@ -40,7 +40,7 @@ def resolve_init(cfg: TrainConfig, registry: Registry) -> tuple[ModelSpec, nn.Mo
     init = cfg.model.init
     path = Path(init)
     if path.is_dir():
-        spec = _run_card(path, registry)
+        spec = _run_card(path)
         return spec, load_model(spec, require_weights=True)
     if path.suffix in (".safetensors", ".pth", ".pt") or path.is_file():
         if not cfg.model.arch:
