@@ -26,8 +26,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from csbsr_cli.data.image_io import read_gray, read_mask
 
 Box = tuple[float, float, float, float]  # normalised cx, cy, w, h
 
@@ -158,16 +159,7 @@ def load_masks(run: Path, threshold: float | None) -> dict[str, np.ndarray]:
         for path in sorted(folder.rglob("*")):
             if path.suffix.lower() not in (".png", ".tif", ".tiff") or path.name.startswith("."):
                 continue
-            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if img is None:
-                raise ValueError(f"cannot read {path}")
-            if img.ndim == 3:
-                img = img.max(axis=2)
-            if threshold is None:
-                mask = img > (127 if img.dtype == np.uint8 else 32767)
-            else:
-                top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype, 1.0)
-                mask = img.astype(np.float64) / top > threshold
+            mask = read_mask(path) if threshold is None else read_gray(path) > threshold
             masks[path.relative_to(folder).with_suffix("").as_posix()] = mask
     return masks
 
