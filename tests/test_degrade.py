@@ -129,7 +129,7 @@ def test_folder_layout_writes_lr_exact_kernels_and_manifest(tmp_path, monkeypatc
     assert code == 0, out
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["settings"]["seed"] == 7
-    assert manifest["settings"]["degradation"]["padding"] == "zero"
+    assert manifest["settings"]["degradation"]["padding"] == "reflect"  # no dark border by default
     assert manifest["settings"]["degradation"]["antialias"] is True
     assert set(manifest["versions"]) >= {"csbsr", "torch", "numpy", "opencv"}
     assert [f["file"] for f in manifest["files"]] == ["img0.png", "img2.png", "sub/img1.png", "sub/img3.png"]
@@ -139,7 +139,7 @@ def test_folder_layout_writes_lr_exact_kernels_and_manifest(tmp_path, monkeypatc
         kernel = read_tiff_float32(tmp_path / "out" / entry["kernel_file"])
         np.testing.assert_array_equal(kernel, params.build())  # the TIFF is exact
         hr = read_image(src / entry["file"])
-        expected = degrade(hr, DegradeConfig(), make_rng(7, entry["file"]))
+        expected = degrade(hr, DegradeConfig(padding="reflect"), make_rng(7, entry["file"]))
         np.testing.assert_array_equal(read_image(tmp_path / "out" / entry["lr"]), expected.lr)
         assert entry["lr_size"] == [16, 12]
         assert (tmp_path / "out" / entry["blurred_hr"]).is_file()
@@ -232,6 +232,7 @@ def test_khanhha_round_trip_is_read_back_as_the_right_pairs(tmp_path, monkeypatc
         "gt/masks/CFD_001.jpg",
     ]
     manifest = json.loads((blured / "02_40" / "manifest.json").read_text())
+    assert manifest["settings"]["degradation"]["padding"] == "zero"  # the authors' test set
     params = {e["file"]: params_from_dict(e["kernel"]) for e in manifest["files"]}
 
     pairs = degraded_test_pairs(out)
@@ -362,5 +363,5 @@ def test_grey_rgba_16bit_and_non_ascii_inputs_are_degraded(tmp_path, monkeypatch
     ):
         lr = read_image((tmp_path / "out" / "lr" / name).with_suffix(".png"))
         if hr is not None:  # read as the same pixels: the LR is the one those pixels give
-            expected = degrade(hr, DegradeConfig(), make_rng(5, name)).lr
+            expected = degrade(hr, DegradeConfig(padding="reflect"), make_rng(5, name)).lr
             assert np.abs(lr - expected).max() <= 1 / 255 + 1e-6, name

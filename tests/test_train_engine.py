@@ -290,3 +290,35 @@ def test_ablation_baselines_train_their_segmenter(ws, monkeypatch, arch, scale):
     assert not any(k.startswith("sr_model.") for k in after)  # nothing to learn in bicubic or identity
     assert changed(start, after, "segmentation_model.")
     assert hr_inputs and hr_inputs == [scale == 1] * len(hr_inputs)  # HR input exactly when the scale is 1
+
+
+def test_box_tiles_train_with_pixel_labels_and_score_at_validation(ws, tmp_path):
+    """data.boxes mixes YOLO-box tiles into joint training: box loss parts are logged, tiles given as LR
+    inputs add no SR loss, and validation scores whole box tiles."""
+    from test_boxes import box_folder
+
+    tiles = box_folder(tmp_path / "tiles", n=4, size=32)
+    seen: list[dict[str, float]] = []
+    cfg = make_config(
+        "joint-train",
+        run_config(
+            ws,
+            "joint-train",
+            "boxes",
+            data={
+                "boxes": [str(tiles)],
+                "box_val": [str(tiles)],
+                "box_presentation": "lr",
+                "box_fraction": 1.0,
+            },
+            optim={"iterations": 2, "batch_size": 2},
+            run={"val_every": 2},
+        ),
+    )
+    result = train(cfg, on_step=lambda step, model, losses: seen.append(losses))
+    assert all(losses["sr"] == 0 and losses["box"] > 0 for losses in seen)  # LR tiles only: no SR target
+    assert all("box_negative" in losses and "box_projection" in losses for losses in seen)
+    assert {"val_box_precision", "val_box_recall", "val_outside_rate", "val_free_marked"} <= set(
+        result.validation
+    )
+    assert result.validation["box_threshold"] == result.validation["IoU_max_threshold"]

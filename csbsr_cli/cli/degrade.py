@@ -78,8 +78,11 @@ def degrade_command(
         "3:15", "--motion-length", help="Motion blur length range LO:HI (pixels)."
     ),
     kernel_size: int = typer.Option(21, "--kernel-size", help="Kernel side (odd)."),
-    padding: Padding = typer.Option(
-        Padding.zero, "--padding", help="Border handling of the blur (authors: zero)."
+    padding: Padding | None = typer.Option(
+        None,
+        "--padding",
+        help="Border handling of the blur. Default: reflect (no dark border); zero with --layout khanhha, "
+        "as the authors' test set.",
     ),
     antialias: bool = typer.Option(
         True, "--antialias/--no-antialias", help="Antialiased bicubic (torchvision >= 0.17, as the authors)."
@@ -119,7 +122,7 @@ def degrade_command(
         config = DegradeConfig(
             scale=scale,
             kernels=law,
-            padding=padding.value,
+            padding=(padding or (Padding.zero if layout is Layout.khanhha else Padding.reflect)).value,
             antialias=antialias,
             noise=noise_range,
             jpeg=None if jpeg_range is None else (int(jpeg_range[0]), int(jpeg_range[1])),

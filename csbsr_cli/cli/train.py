@@ -95,7 +95,23 @@ COMMON = (
         "data_kind",
         "data.kind",
         str | None,
-        typer.Option(None, "--data-kind", help="pairs (images/+masks/), khanhha or images."),
+        typer.Option(
+            None,
+            "--data-kind",
+            help="pairs (images/+masks/), khanhha, images or boxes (images/+labels/ YOLO).",
+        ),
+    ),
+    Flag(
+        "boxes",
+        "data.boxes",
+        list[Path] | None,
+        typer.Option(None, "--boxes", help="YOLO-box tile folder trained together with --data (repeatable)."),
+    ),
+    Flag(
+        "box_val",
+        "data.box_val",
+        list[Path] | None,
+        typer.Option(None, "--box-val", help="YOLO-box tile folder scored at validation (repeatable)."),
     ),
     Flag(
         "iterations",

@@ -153,7 +153,7 @@ def validate_samples(
     return kept
 
 
-def _to_tensor(img: np.ndarray) -> torch.Tensor:
+def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HxWxC (or HxW) numpy -> CxHxW float tensor."""
     arr = img[:, :, None] if img.ndim == 2 else img
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))
@@ -239,11 +239,11 @@ class DegradedCrops(Dataset):
         else:
             lr, kernel = hr, delta_kernel(self.config.kernels.size)
         item: dict[str, torch.Tensor | str] = {
-            "lr": _to_tensor(lr),
-            "hr": _to_tensor(hr),
+            "lr": to_tensor(lr),
+            "hr": to_tensor(hr),
             "kernel": torch.from_numpy(kernel)[None],
             "name": sample.name,
         }
         if sample.mask is not None:
-            item["mask"] = _to_tensor(arrays[1])
+            item["mask"] = to_tensor(arrays[1])
         return item

@@ -45,8 +45,16 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    kind: Literal["pairs", "khanhha", "images"] = "pairs"  # images/+masks/ folders, Khanhha root, unlabelled
+    # images/+masks/ folders, Khanhha root, unlabelled images, YOLO-box tile folders (images/ + labels/)
+    kind: Literal["pairs", "khanhha", "images", "boxes"] = "pairs"
     train: list[str] = field(default_factory=list)  # root folders
+    boxes: list[str] = field(default_factory=list)  # YOLO-box tile folders trained together with `train`
+    box_fraction: float = 0.5  # share of the training samples drawn from `boxes` (when both are given)
+    box_positive_fraction: float = 0.5  # of those, the share from tiles with at least one box
+    box_presentation: Literal["lr", "hr", "both"] = "both"  # tile as the LR input, as an HR image, or either
+    box_val: list[str] = field(default_factory=list)  # box folders scored at validation (whole tiles as LR)
+    box_val_free: int = 24  # box-free validation tiles scored besides every tile with a box
+    padding: Literal["zero", "reflect"] = "reflect"  # blur border of the synthetic LR (authors: zero)
     split_csv: str = ""  # CSV with stem[, dataset], split columns (e.g. the dev set's split.csv)
     train_split: str = "train"
     val_split: str = "val"
@@ -93,6 +101,10 @@ class LossConfig:
     sr_hr_weight: float = 0.4
     sr_lr_weight: float = 0.4
     sr_kernel_weight: float = 0.2  # the authors' typo made this 0
+    box: Literal["projection", "ignore"] = "projection"  # inside crack boxes (see losses/boxes.py)
+    box_margin: float = 8.0  # SR-grid pixels around a box that count as neither box nor negative
+    box_negative_weight: float = 1.0
+    box_projection_weight: float = 1.0
 
 
 @dataclass
@@ -344,8 +356,20 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
         cfg.command != "joint-train" or d.kind != "images",
         source,
         "data.kind",
-        "joint-train needs masks: 'pairs' (images/ + masks/) or 'khanhha'",
+        "joint-train needs masks: 'pairs' (images/ + masks/), 'khanhha' or 'boxes'",
     )
+    boxed = d.kind == "boxes" or bool(d.boxes)
+    _check(
+        not boxed or cfg.command == "joint-train",
+        source,
+        "data.boxes",
+        "box-labelled data trains a segmenter: joint-train only",
+    )
+    _check(not (d.kind == "boxes" and d.boxes), source, "data.boxes", "data.kind = 'boxes' already")
+    for key in ("box_fraction", "box_positive_fraction"):
+        _check(0 <= getattr(d, key) <= 1, source, f"data.{key}", "must be in [0, 1]")
+    _check(d.box_val_free >= 0, source, "data.box_val_free", "must be >= 0")
+    _check(lo.box_margin >= 0, source, "loss.box_margin", "must be >= 0")
     _check(0.0 <= d.val_fraction < 1.0, source, "data.val_fraction", "must be in [0, 1)")
     for key, value in (("data.hr_crop", d.hr_crop), ("data.val_crop", d.val_crop or d.hr_crop)):
         _check(value > 0 and value % 8 == 0, source, key, f"must be a positive multiple of 8, got {value}")

@@ -15,8 +15,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..data.boxes import MAX_BOXES, BoxCrops, BoxSample, box_samples
 from ..data.datasets import (
     DegradedCrops,
     Problems,
@@ -27,7 +29,7 @@ from ..data.datasets import (
     validate_samples,
 )
 from ..data.degrade import DegradeConfig
-from ..data.image_io import read_mask
+from ..data.image_io import image_size, read_mask
 from ..data.kernels import KernelLaw
 from ..errors import InputError
 from .config import TrainConfig
@@ -96,6 +98,58 @@ def ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class Mixture(Dataset):
+    """Several datasets in one stream, each with a fixed share of every epoch.
+
+    An epoch has ``len(sources[0]) / share[0]`` slots, split among the sources by share; a source's slots
+    walk through its items in a fresh seeded order each time round, so every item comes up before any
+    repeats. Items get the box-supervision fields (``sup``, ``has_hr``, ``boxes``) where they lack them, so
+    pixel- and box-labelled samples batch together.
+    """
+
+    def __init__(self, sources: Sequence[tuple[Dataset, float]], seed: int) -> None:
+        sources = [(d, s) for d, s in sources if len(d) and s > 0]
+        if not sources:
+            raise InputError("the training set is empty")
+        total = sum(s for _, s in sources)
+        first, share = sources[0]
+        length = max(1, round(len(first) * total / share))
+        self.sources = [d for d, _ in sources]
+        self.counts = [max(1, round(length * s / total)) for _, s in sources]
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(source, item) of slot `index` in the current epoch."""
+        for k, count in enumerate(self.counts):
+            if index < count:
+                n = len(self.sources[k])
+                round_, offset = divmod(self.epoch * count + index, n)
+                return k, int(_permutation(n, self.seed + 7919 * (k + 1), round_)[offset])
+            index -= count
+        raise IndexError(index)
+
+    def __getitem__(self, index: int) -> dict:
+        k, item_index = self.locate(index)
+        source = self.sources[k]
+        if hasattr(source, "set_epoch"):
+            source.set_epoch(self.epoch)
+        return with_box_fields(source[item_index])
+
+
+def with_box_fields(item: dict) -> dict:
+    """A pixel-labelled item with the neutral box fields: pixel supervision, an HR target, no boxes."""
+    item.setdefault("sup", torch.tensor(0))
+    item.setdefault("has_hr", torch.tensor(1.0))
+    item.setdefault("boxes", torch.full((MAX_BOXES, 4), -1.0))
+    return item
+
+
 @dataclass
 class TrainData:
     train: Dataset
@@ -103,6 +157,7 @@ class TrainData:
     train_samples: list[Sample]
     val_samples: list[Sample]
     problems: list[InputError]
+    box_val: Dataset | None = None
 
 
 def _list(
@@ -111,6 +166,8 @@ def _list(
     d = cfg.data
     samples: list[Sample] = []
     for root in roots:
+        if d.kind == "boxes":
+            continue  # box folders are listed by _box_list
         if d.kind == "images":
             samples += image_samples(root)
         elif d.kind == "khanhha":
@@ -119,6 +176,24 @@ def _list(
             csv = d.split_csv or None
             samples += paired_samples(root, csv, split if csv else None, problems)
     return samples
+
+
+def _box_list(roots: Sequence[str], problems: Problems | None) -> list[BoxSample]:
+    return [s for root in roots for s in box_samples(root, problems)]
+
+
+def _box_val_set(cfg: TrainConfig, degrade: DegradeConfig, problems: Problems | None) -> Dataset | None:
+    """Whole validation tiles as LR inputs: every tile with a box and `box_val_free` evenly spaced others."""
+    d = cfg.data
+    samples = _box_list(d.box_val, problems)
+    if not samples:
+        return None
+    free = [s for s in samples if not s.positive]
+    step = max(1, len(free) // d.box_val_free) if d.box_val_free else 0
+    chosen = [s for s in samples if s.positive] + (free[::step][: d.box_val_free] if step else [])
+    side = min(min(image_size(s.image)) for s in chosen)
+    crop = side // degrade.scale * degrade.scale * degrade.scale
+    return BoxCrops(chosen, crop=crop, config=degrade, seed=cfg.seed + 1, presentation="lr", augment=False)
 
 
 def _random_split(samples: list[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
@@ -137,7 +212,9 @@ def build_data(cfg: TrainConfig, scale: int) -> TrainData:
     problems: list[InputError] = []
     collect = problems if d.skip_bad else None
     train = _list(cfg, d.train, d.train_split, collect)
-    if d.val:
+    if d.kind == "boxes":
+        val = []
+    elif d.val:
         val = _list(cfg, d.val, d.val_split, collect)
     elif d.split_csv and d.kind == "pairs":
         val = _list(cfg, d.train, d.val_split, collect)
@@ -148,19 +225,40 @@ def build_data(cfg: TrainConfig, scale: int) -> TrainData:
     val = validate_samples(val, val_crop, collect)
     if d.val_max:
         val = val[: d.val_max]
-    if not train:
+    boxes = _box_list(d.train if d.kind == "boxes" else d.boxes, collect)
+    if not train and not boxes:
         raise InputError("no usable training images", ", ".join(d.train))
-    degrade = DegradeConfig(scale=scale, kernels=KernelLaw(sigma=d.sigma), clamp=d.clamp, quantize=d.quantize)
+    degrade = DegradeConfig(
+        scale=scale, kernels=KernelLaw(sigma=d.sigma), clamp=d.clamp, quantize=d.quantize, padding=d.padding
+    )
     # A scale-1 model (a segmenter alone) trains on the HR images themselves, as the paper's HR upper bound.
     blur = scale > 1
-    train_set = DegradedCrops(train, crop=d.hr_crop, config=degrade, seed=cfg.seed, degrade=blur)
+    train_set: Dataset = DegradedCrops(train, crop=d.hr_crop, config=degrade, seed=cfg.seed, degrade=blur)
+    if boxes:
+        if scale == 1:
+            raise InputError("box-labelled tiles train SR + segmentation models (scale > 1)", d.boxes[0])
+        pixel_share = 0.0 if not train else 1 - d.box_fraction
+        box_share = 1.0 if not train else d.box_fraction
+        positives = [s for s in boxes if s.positive]
+        negatives = [s for s in boxes if not s.positive]
+        pos_share = d.box_positive_fraction if positives and negatives else float(bool(positives))
+        crops = dict(crop=d.hr_crop, config=degrade, seed=cfg.seed, presentation=d.box_presentation)
+        train_set = Mixture(
+            [
+                (train_set, pixel_share),
+                (BoxCrops(positives, **crops), box_share * pos_share),
+                (BoxCrops(negatives, **crops), box_share * (1 - pos_share)),
+            ],
+            cfg.seed,
+        )
     # Validation: fixed crops and kernels (epoch 0 of its own seed), no augmentation.
     val_set = (
         DegradedCrops(val, crop=val_crop, config=degrade, seed=cfg.seed + 1, augment=False, degrade=blur)
         if val
         else None
     )
-    return TrainData(train_set, val_set, train, val, problems)
+    box_val = _box_val_set(cfg, degrade, collect) if d.box_val else None
+    return TrainData(train_set, val_set, train, val, problems, box_val)
 
 
 def crack_fraction(samples: Sequence[Sample]) -> float:

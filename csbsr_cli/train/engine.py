@@ -36,10 +36,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, CsbsrError, InputError, ModelError
+from ..losses.boxes import BoxLossConfig, box_loss
 from ..losses.segmentation import SegLossConfig, SegmentationLoss, frequency_weights
 from ..losses.sr import SRLoss, SRLossConfig
 from ..losses.weights import sr_pixel_weight, weight_by_seg_loss
 from ..metrics import segmentation as segmetrics
+from ..metrics.boxes import BoxCounts
 from ..metrics.image import psnr
 from ..metrics.presets import DEFAULT as METRIC_PRESET
 from ..registry import BUILTINS, ModelSpec, Registry, build_network
@@ -201,6 +203,24 @@ def evaluate(
     return result
 
 
+@torch.no_grad()
+def evaluate_boxes(
+    model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None, threshold: float
+) -> dict[str, float]:
+    """Box scores (metrics/boxes.py) of whole box-labelled tiles at `threshold`, pooled over the tiles."""
+    was_training = model.training
+    model.eval()
+    counts = BoxCounts()
+    for batch in loader:
+        with autocast(device, dtype):
+            prob = model(batch["lr"].to(device)).prob
+        for p, boxes in zip(prob.float().cpu().numpy(), batch["boxes"].numpy(), strict=True):
+            counts.add(segmetrics.level_map(p[0]), boxes[boxes[:, 2] > boxes[:, 0]])
+    model.train(was_training)
+    index = int(np.argmin(np.abs(segmetrics.THRESHOLDS - threshold)))
+    return {f"val_{k}": v for k, v in counts.scores(index).items()} | {"box_threshold": threshold}
+
+
 class Trainer:
     """The state of one run on one rank; ``run()`` is the loop."""
 
@@ -293,6 +313,10 @@ class Trainer:
             )
         )
 
+        self.box_config = BoxLossConfig(
+            lo.box, lo.box_margin, lo.box_negative_weight, lo.box_projection_weight
+        )
+
         self.step = 0
         self.best: dict[str, Any] = {}
         self.validation: dict[str, float] = {}
@@ -380,7 +404,7 @@ class Trainer:
         # Losses in float32, outside autocast (BCE-type terms refuse half precision).
         parts: dict[str, Tensor] = {}
         if self.segment:
-            parts |= self.seg_loss(prob.float(), mask, None if aux is None else aux.float(), self.alpha(step))
+            parts |= self._seg_losses(prob.float(), None if aux is None else aux.float(), mask, batch, step)
         if not self.train_sr:
             return parts["seg"].mean(), parts
         j = cfg.joint
@@ -390,11 +414,51 @@ class Trainer:
             else None
         )
         parts |= self.sr_loss(sr, hr, lr, kernel, gt_kernel, weight)
+        if "has_hr" in batch:  # tiles presented as LR inputs have no HR target: no SR loss (nor its parts)
+            has_hr = batch["has_hr"].to(dev, non_blocking=True)
+            parts |= {k: v * has_hr for k, v in parts.items() if k.startswith("sr")}
         if not self.segment:
             return parts["sr"].mean(), parts
         sr_term = weight_by_seg_loss(parts["sr"], parts["seg"]) if j.sr_loss_by_seg_loss else parts["sr"]
         beta = beta_at(step, cfg)
         return ((1 - beta) * sr_term + beta * parts["seg"]).mean(), parts
+
+    def _seg_losses(
+        self, prob: Tensor, aux: Tensor | None, mask: Tensor, batch: dict[str, Any], step: int
+    ) -> dict[str, Tensor]:
+        """L_C per sample: the segmentation loss on pixel-labelled samples, the box loss on box-labelled ones.
+
+        Every part is a (B,) tensor, zero for the samples it does not apply to, so logged means stay
+        comparable from step to step whatever the batch's mix.
+        """
+        alpha = self.alpha(step)
+        if "sup" not in batch:
+            return self.seg_loss(prob, mask, aux, alpha)
+        by_box = batch["sup"].to(self.device, non_blocking=True) > 0
+        boxes = batch["boxes"].to(self.device, non_blocking=True)
+        parts: dict[str, Tensor] = {"seg": prob.new_zeros(prob.shape[0])}
+        for selected, compute in (
+            (~by_box, lambda p, a, i: self.seg_loss(p, mask[i], a, alpha)),
+            (by_box, lambda p, a, i: self._box_parts(p, a, boxes[i])),
+        ):
+            index = selected.nonzero().flatten()
+            if not len(index):
+                continue
+            for key, value in compute(prob[index], None if aux is None else aux[index], index).items():
+                full = parts.setdefault(key, prob.new_zeros(prob.shape[0]))
+                parts[key] = full.index_put((index,), value)
+        return parts
+
+    def _box_parts(self, prob: Tensor, aux: Tensor | None, boxes: Tensor) -> dict[str, Tensor]:
+        """The box loss on the main map and, weighted like the segmentation loss's, on the side outputs."""
+        out = box_loss(prob, boxes, self.box_config)
+        total = out["box"]
+        if aux is not None:
+            side = self.seg_loss.config.side_weights or (self.seg_loss.config.aux_weight,) * aux.shape[1]
+            for i, weight in enumerate(side):
+                if weight > 0:
+                    total = total + weight * box_loss(aux[:, i : i + 1], boxes, self.box_config)["box"]
+        return {**out, "seg": total}
 
     def alpha(self, step: int) -> float:
         return boundary_alpha(step, self.cfg, self.steps_per_epoch)
@@ -474,14 +538,26 @@ class Trainer:
         )
 
     def validate(self, loader: DataLoader | None) -> None:
-        """Rank 0 evaluates the held-out split; the best score so far keeps its weights."""
-        if loader is not None and self.info.is_main:
-            self.validation = evaluate(self.model, loader, self.device, self.dtype, self.segment)
+        """Rank 0 evaluates the held-out split (and box tiles); the best score so far keeps its weights.
+
+        Box scores are read at the pixel split's IoU_max threshold (0.5 without one); the best weights are
+        chosen by IoU_max, else PSNR, else box precision (box data alone).
+        """
+        boxes = self.data.box_val if self.segment else None
+        if (loader is not None or boxes is not None) and self.info.is_main:
+            self.validation = (
+                evaluate(self.model, loader, self.device, self.dtype, self.segment) if loader else {}
+            )
+            if boxes is not None:
+                box_loader = DataLoader(boxes, batch_size=1, num_workers=self.cfg.data.workers)
+                threshold = self.validation.get("IoU_max_threshold", 0.5)
+                self.validation |= evaluate_boxes(self.model, box_loader, self.device, self.dtype, threshold)
             set_train_modes(self.model, self.cfg)
-            key = "IoU_max" if "IoU_max" in self.validation else "psnr"
+            key = next(k for k in ("IoU_max", "psnr", "val_box_precision") if k in self.validation)
             self.log({"kind": "val", "step": self.step, **self.validation})
-            if not self.best or self.validation[key] > self.best["value"]:
-                self.best = {"metric": key, "value": self.validation[key], "step": self.step}
+            value = self.validation[key]
+            if math.isfinite(value) and (not self.best or value > self.best["value"]):
+                self.best = {"metric": key, "value": value, "step": self.step}
                 self._save_best()
         distributed.barrier(self.info)
 
