@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.datasets import Problems, paired_samples, report_problem
-from .data.degrade import RNG_SCHEME, DegradeConfig, degrade, make_rng
+from .data.degrade import RNG_SCHEME, DegradeConfig, Padding, degrade, make_rng
 from .data.image_io import (
     IMAGE_SUFFIXES,
     read_gray,
@@ -41,6 +41,7 @@ from .errors import InputError
 from .infer.device import describe
 from .infer.outputs import to_uint
 from .infer.pipeline import load_torch_model, weights_id
+from .infer.shape import ShapeRule
 from .metrics import (
     THRESHOLDS,
     ImageQuality,
@@ -166,6 +167,7 @@ def open_dataset(
     blur_name: str | None = None,
     seed: int = 5,
     scale: int = 4,
+    padding: Padding = "reflect",
     limit: int | None = None,
     skip_bad: bool = False,
 ) -> EvalDataset:
@@ -173,7 +175,8 @@ def open_dataset(
     any images/ + masks/ folder (or folder of such folders) with LR from `lr_dir` or degraded on the fly.
 
     `lr_dir` is a `csbsr degrade` output folder (lr/ + kernels/) or a plain folder of LR images, matched by
-    path relative to `root` or by image name. Unusable entries raise, or with `skip_bad` are recorded.
+    path relative to `root` or by image name. On-the-fly LR uses `padding` at the blur's border, as
+    `csbsr degrade` does (reflect by default; zero as the authors). Unusable entries raise, or with `skip_bad` are recorded.
     """
     root = Path(root)
     if not root.exists():
@@ -205,7 +208,7 @@ def open_dataset(
                 kernels = lr_root / "kernels" if (lr_root / "kernels").is_dir() else None
                 lr_root = lr_root / "lr"
         else:
-            degradation = DegradeConfig(scale=scale)
+            degradation = DegradeConfig(scale=scale, padding=padding)
         items = []
         for sample in samples:
             assert sample.mask is not None  # paired_samples only returns images that have one
@@ -423,6 +426,7 @@ class EvalOptions:
     panels: int = 4
     full_tables: bool = False
     skip_bad: bool = False
+    shape: ShapeRule = ShapeRule()  # the shape step, in pixels of the LR input (off by default)
 
 
 @dataclass
@@ -550,7 +554,8 @@ def _score(
         hooks.advance("metrics")
 
     start = time.perf_counter()
-    results = evaluate_masks(pairs(), options.preset, options.workers, on_result=on_result)
+    shape = options.shape.scaled(dataset.scale) if options.shape.active else None
+    results = evaluate_masks(pairs(), options.preset, options.workers, on_result=on_result, shape=shape)
     timing.metric_wall_s = time.perf_counter() - start
     if stamps:
         timing.metric_first_result_s = stamps[0] - start
@@ -656,6 +661,10 @@ def run_evaluation(
     meta["timing"] = _timing_record(timing, predictor, seg, options.workers)
     meta["versions"] = {"torch": torch.__version__}
     meta["panels"] = [p.relative_to(out_dir).as_posix() for p in panel_paths]
+    meta["shape_step"] = {
+        "min_length_px_input": options.shape.min_length,
+        "min_elongation": options.shape.min_elongation,
+    }
     meta["warnings"] = warnings
     meta["skipped"] = [str(p) for p in problems or []]
     metrics = write_run(out_dir, options.preset, seg, quality, meta, full_tables=options.full_tables)

@@ -13,6 +13,7 @@ import copy
 import importlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,9 @@ from typing import Any
 
 from torch import nn
 
-from .errors import ModelError
+from .errors import InputError, ModelError
+from .utils.folders import contained
+from .utils.schema import checked, field_error
 
 # Component builders, imported lazily: "module:Class" inside csbsr_cli.nets.
 SR_NETS: dict[str, str] = {
@@ -64,6 +67,10 @@ class ModelSpec:
     tile: int = 112  # default LR tile side
     overlap: int | None = None  # LR overlap at the default tile (None: the stitching rule's, tiling.py)
     threshold: float = 0.5  # default crack-probability threshold
+    # The shape step's defaults (infer/shape.py): minimum skeleton length in input-frame pixels and
+    # minimum elongation (length / mean width) of a kept piece; 0 keeps every piece.
+    min_length: float = 0.0
+    min_elongation: float = 0.0
     manifest: str | None = None  # the authors' state-dict manifest this entry is weight-compatible with
     source: str = "built-in"
     licence: str = "Apache-2.0 (code); weights: see card"
@@ -219,37 +226,106 @@ def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-CARD_FIELDS = {f for f in ModelSpec.__dataclass_fields__} - {"name", "config", "weights", "base", "source"}
+@dataclass
+class WeightsCard:
+    """A card's ``weights`` object."""
+
+    file: str  # beside the card (a relative path that stays inside the card's folder)
+    sha256: str
+    licence: str = "unknown"
+    provenance: str = ""
+
+
+@dataclass
+class Card:
+    """Every key a model card may hold, typed as in the training config; a key left out keeps the arch's
+    value (ModelSpec documents each). Unknown keys (a misspelt ``treshold``) are errors, not ignored."""
+
+    name: str
+    arch: str
+    description: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    scale: int = 4
+    divisor: int = 2
+    halo: int | None = None
+    global_context: bool = True
+    tile: int = 112
+    overlap: int | None = None
+    threshold: float = 0.5
+    min_length: float = 0.0
+    min_elongation: float = 0.0
+    manifest: str | None = None
+    licence: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    weights: WeightsCard | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # what a training run exported (its step)
+
+
+CONFIG_SECTIONS = ("sr", "segmenter", "sr_norm")
+_POSITIVE = ("scale", "divisor", "tile")
+
+
+def _check_card(card: dict[str, Any], source: str) -> None:
+    """Value checks the types cannot express, one line naming the key."""
+    name = card["name"]
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise field_error(source, "name", f"not a plain name: {name!r}")
+    for key in _POSITIVE:
+        if key in card and card[key] < 1:
+            raise field_error(source, key, f"must be >= 1, got {card[key]}")
+    for key in ("halo", "overlap", "min_length", "min_elongation"):
+        if card.get(key) is not None and card[key] < 0:
+            raise field_error(source, key, f"must be >= 0, got {card[key]}")
+    if not 0.0 <= card.get("threshold", 0.5) <= 1.0:
+        raise field_error(source, "threshold", f"must be in [0, 1], got {card['threshold']}")
+    unknown = sorted(set(card.get("config", {})) - set(CONFIG_SECTIONS))
+    if unknown:
+        raise field_error(
+            source, f"config.{unknown[0]}", f"unknown key (known: {', '.join(CONFIG_SECTIONS)})"
+        )
+    for section in ("sr", "segmenter"):
+        if not isinstance(card.get("config", {}).get(section, {}), dict):
+            raise field_error(source, f"config.{section}", "expected an object")
+    weights = card.get("weights")
+    if weights is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", weights.sha256):
+        raise field_error(source, "weights.sha256", "expected 64 hex digits")
+
+
+def read_card(card_path: Path) -> dict[str, Any]:
+    """A model card's keys, checked (see Card); one-line errors naming the file and the key."""
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"unreadable model card ({exc})", card_path) from None
+    if not isinstance(data, dict):
+        raise ModelError("a model card is a JSON object", card_path)
+    try:
+        card = checked(Card, data, str(card_path))
+        _check_card(card, str(card_path))
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
+    return card
 
 
 def spec_from_card(card_path: Path, known: Mapping[str, ModelSpec]) -> ModelSpec:
     """Read one model card. A card names a built-in `arch` and may override its config and metadata."""
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"unreadable model card ({exc})", card_path) from None
-    if not isinstance(card, dict) or "name" not in card or "arch" not in card:
-        raise ModelError("model card needs at least 'name' and 'arch'", card_path)
+    card = read_card(card_path)
     base = known.get(card["arch"])
     if base is None:
-        raise ModelError(f"model card names unknown arch {card['arch']!r}", card_path)
-    meta = {k: v for k, v in card.items() if k in CARD_FIELDS}
-    if meta.get("halo") is not None:
-        meta["halo"] = int(meta["halo"])
+        raise ModelError(f"arch: unknown architecture {card['arch']!r}", card_path)
+    w = card.pop("weights", None)
     weights = None
-    if card.get("weights"):
-        w = card["weights"]
-        if "file" not in w or "sha256" not in w:
-            raise ModelError("model card 'weights' needs 'file' and 'sha256'", card_path)
+    if w is not None:
         weights = WeightsSpec(
-            path=(card_path.parent / w["file"]).resolve(),
-            sha256=str(w["sha256"]).lower(),
-            licence=str(w.get("licence", "unknown")),
-            provenance=str(w.get("provenance", "")),
+            path=contained(card_path.parent, w.file, "weights file").resolve(),
+            sha256=w.sha256.lower(),
+            licence=w.licence,
+            provenance=w.provenance,
         )
+    meta = {k: v for k, v in card.items() if k not in ("name", "arch", "config", "training")}
     return replace(
         base,
-        name=str(card["name"]),
+        name=card["name"],
         config=_deep_merge(base.config, card.get("config", {})),
         weights=weights,
         base=base.name if base.base is None else base.base,
@@ -286,10 +362,15 @@ class Registry:
     def __init__(self, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> None:
         builtins = builtin_specs()
         self.specs: dict[str, ModelSpec] = dict(builtins)
+        self.problems: list[str] = []  # cards skipped, one line each: one bad card never stops a command
         for directory in model_dirs(extra_dirs):
             if directory.is_dir():
                 for card in sorted(directory.glob(f"*{CARD_SUFFIX}")):
-                    spec = spec_from_card(card, builtins)
+                    try:
+                        spec = spec_from_card(card, builtins)
+                    except ModelError as exc:
+                        self.problems.append(f"skipped model card {exc}")
+                        continue
                     self.specs[spec.name] = spec
 
     def names(self) -> list[str]:
@@ -323,7 +404,8 @@ class Registry:
         try:
             return self.specs[name]
         except KeyError:
-            raise ModelError(f"unknown model {name!r} (known: {', '.join(self.names())})") from None
+            skipped = f"; {len(self.problems)} card(s) skipped: {self.problems[0]}" if self.problems else ""
+            raise ModelError(f"unknown model {name!r} (known: {', '.join(self.names())}){skipped}") from None
 
 
 def get_spec(name: str, models_dirs: Iterable[str | os.PathLike[str]] = ()) -> ModelSpec:

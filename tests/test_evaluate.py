@@ -144,7 +144,10 @@ def test_degrade_khanhha_layout_equals_degrading_on_the_fly(tmp_path, monkeypatc
     code, _, err = run_cli(monkeypatch, capsys, "degrade", src, root, "--layout", "khanhha", "--seed", 5)
     assert code == 0, err
     stored = run_ok(monkeypatch, capsys, tmp_path / "stored", "tiny", "--dataset", root)
-    fly = run_ok(monkeypatch, capsys, tmp_path / "fly", "tiny", "--dataset", src, "--seed", 5)
+    # The authors' test-set layout blurs with zero padding: the same padding on the fly.
+    fly = run_ok(
+        monkeypatch, capsys, tmp_path / "fly", "tiny", "--dataset", src, "--seed", 5, "--padding", "zero"
+    )
     assert stored["metadata"]["dataset"]["layout"] == "khanhha"
     assert fly["metadata"]["dataset"]["layout"] == "folder"
     assert fly["metadata"]["dataset"]["degradation"]["seed"] == 5
@@ -355,3 +358,22 @@ def test_model_given_by_card_or_folder(models_dir, tmp_path):
         registry.resolve(str(checkpoint))
     with pytest.raises(ModelError, match="found 0"):
         registry.resolve(str(tmp_path))
+
+
+def test_shape_step_option_removes_blob_false_positives(folder_ds, tmp_path, monkeypatch, capsys):
+    """Predictions = the GT cracks plus round blobs: --min-length/--min-elongation remove the blobs (IoU_max
+    rises) and the run records the rule; without them the blobs count as false positives."""
+    pred = tmp_path / "maps" / "predictions"
+    for i in range(4):
+        mask = cv2.imread(str(folder_ds / "masks" / f"im{i}.png"), cv2.IMREAD_GRAYSCALE) >= 128
+        prob = mask.astype(np.float32)
+        for cx, cy in ((8, 8), (55, 10), (10, 56)):
+            if not mask[cy - 4 : cy + 5, cx - 4 : cx + 5].any():
+                cv2.circle(prob, (cx, cy), 3, 1.0, -1)
+        write_image(pred / f"im{i}.png", (prob * 65535).astype(np.uint16))
+    args = ["--predictions", tmp_path / "maps", "--dataset", folder_ds]
+    raw = run_ok(monkeypatch, capsys, tmp_path / "raw", *args)
+    shaped = run_ok(monkeypatch, capsys, tmp_path / "shaped", *args, "--min-length", 2, "--min-elongation", 3)
+    assert raw["segmentation"]["IoU_max"] < 0.99
+    assert shaped["segmentation"]["IoU_max"] > raw["segmentation"]["IoU_max"]
+    assert shaped["metadata"]["shape_step"] == {"min_length_px_input": 2.0, "min_elongation": 3.0}

@@ -22,6 +22,7 @@ from csbsr_cli.infer.device import resolve_device, resolve_precision
 from csbsr_cli.infer.inputs import count_frames, discover, iter_frames
 from csbsr_cli.infer.outputs import OutputOptions, PngStream, TiffStream
 from csbsr_cli.infer.pipeline import Job, TorchRunner, make_runner, segment
+from csbsr_cli.infer.shape import ShapeRule
 from csbsr_cli.nets.types import JointOutput
 from csbsr_cli.registry import Registry
 
@@ -480,3 +481,33 @@ def test_card_overlap_applies_at_the_cards_tile_only(tmp_path: Path, models_dir:
         settings[tile] = json.loads((out / "json" / "a.json").read_text())["settings"]
     assert settings["32"]["overlap"] == 8  # the card's choice for its own tile
     assert settings["24"]["overlap"] == 12  # another tile: the blending rule's half tile
+
+
+def test_shape_step_cleans_masks_and_figures_but_not_probabilities(tmp_path: Path) -> None:
+    """A long dark line and a dark dot: the shape step keeps the line, drops the dot, says so in the JSON,
+    and the probability map is the same as without the step."""
+    img = np.full((40, 60, 3), 0.7, np.float32)
+    img[20, 5:55] = 0.05  # a crack 50 input px long
+    img[8:11, 40:43] = 0.05  # a pore
+    write_png(tmp_path / "in" / "a.png", img)
+    runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
+    records = {}
+    for name, rule in (("raw", ShapeRule()), ("shaped", ShapeRule(min_length=10, min_elongation=4))):
+        options = OutputOptions(threshold=0.5, shape=rule)
+        segment(discover([str(tmp_path / "in")]), tmp_path / name, runner, _tiny_job(options))
+        records[name] = json.loads((tmp_path / name / "json" / "a.json").read_text())
+    raw_mask, shaped_mask = (
+        cv2.imread(str(tmp_path / n / "mask" / "a.png"), 0) > 0 for n in ("raw", "shaped")
+    )
+    assert raw_mask[32:44, 160:172].any() and not shaped_mask[28:48, 156:176].any()  # the pore is gone
+    assert shaped_mask[80:84].sum() == raw_mask[80:84].sum()  # the crack stays whole
+    for kind in ("prob",):
+        a, b = (
+            cv2.imread(str(tmp_path / n / kind / "a.png"), cv2.IMREAD_UNCHANGED) for n in ("raw", "shaped")
+        )
+        np.testing.assert_array_equal(a, b)
+    step = records["shaped"]["shape_step"]
+    assert step["min_length_px_input"] == 10 and step["removed_pieces"] == 1 and step["pieces"] == 2
+    assert records["raw"]["shape_step"]["removed_pieces"] == 0
+    assert records["shaped"]["crack_pixels"] == records["raw"]["crack_pixels"] - step["removed_pixels"]
+    assert records["shaped"]["length_px"] < records["raw"]["length_px"]

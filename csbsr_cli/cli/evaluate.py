@@ -24,6 +24,7 @@ from ..evaluation import (
     run_evaluation,
 )
 from ..infer.device import resolve_device
+from ..infer.shape import ShapeRule
 from ..metrics import PRESETS, get_preset, summary_table
 from ..utils.progress import progress_bar
 from .app import EXIT_CODES_HELP, app, err_console
@@ -85,6 +86,12 @@ def evaluate_command(
         None, "--blur-name", help="Khanhha: degradation folder (default: the only one, e.g. 02_40)."
     ),
     seed: int = typer.Option(5, "--seed", help="Seed of the on-the-fly degradation (as `csbsr degrade`)."),
+    padding: Literal["zero", "reflect"] | None = typer.Option(
+        None,
+        "--padding",
+        help="Blur border of the on-the-fly degradation: reflect, as `csbsr degrade` (default), or zero, "
+        "as the authors (default with --preset paper).",
+    ),
     scale: int | None = typer.Option(
         None, "--scale", min=1, help="Downscaling factor of the LR (default: the model's, 4)."
     ),
@@ -117,6 +124,16 @@ def evaluate_command(
         None, "--workers", min=1, help="Processes computing the metrics (default: CPU count, at most 8)."
     ),
     panels: int = typer.Option(4, "--panels", min=0, help="Side-by-side panels of the first N images."),
+    min_length: float = typer.Option(
+        0.0,
+        "--min-length",
+        min=0.0,
+        help="Shape step before scoring: drop predicted pieces shorter than this (LR input pixels; "
+        "applied at every threshold). 0: off.",
+    ),
+    min_elongation: float = typer.Option(
+        0.0, "--min-elongation", min=0.0, help="Shape step: drop pieces with length / mean width below this."
+    ),
     full_tables: bool = typer.Option(
         False, "--full-tables", help="Also write per_image_thresholds.csv (every image x threshold)."
     ),
@@ -148,7 +165,8 @@ def evaluate_command(
         raise InputError(f"model {spec.name!r} upsamples x{spec.scale} but --scale is {data_scale}")
     data = open_dataset(
         dataset, layout, split=split, split_csv=split_csv, lr_dir=lr_dir, blur_name=blur_name, seed=seed,
-        scale=data_scale, limit=limit, skip_bad=skip_bad,
+        scale=data_scale, padding=padding or ("zero" if preset == "paper" else "reflect"), limit=limit,
+        skip_bad=skip_bad,
     )  # fmt: skip
     run_name = f"{spec.name if spec else 'predictions'}-{data.root.resolve().name}" + (
         f"-{split}" if split else ""
@@ -158,6 +176,7 @@ def evaluate_command(
     options = EvalOptions(
         preset=metric_preset, workers=workers or _default_workers(), batch=batch, prob_format=prob_format,
         save_predictions=save_predictions, panels=panels, full_tables=full_tables, skip_bad=skip_bad,
+        shape=ShapeRule(min_length, min_elongation),
     )  # fmt: skip
 
     predictor = None

@@ -16,8 +16,10 @@ from ..errors import EXIT_PARTIAL
 from ..infer.inputs import count_frames, discover
 from ..infer.outputs import OutputOptions, check_out_dir
 from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment, tiling_for
+from ..infer.shape import ShapeRule
 from ..infer.shard import COUNT_VAR, resolve_shard
 from ..registry import DEFAULT_MODEL
+from ..utils.folders import contained, run_folder
 from ..utils.progress import progress_bar
 from .app import EXIT_CODES_HELP, app, err_console
 from .common import ModelsDirOption, registry_for
@@ -47,7 +49,7 @@ class RichHooks(Hooks):
 
 def _default_out(inputs: list[str], name: str | None) -> Path:
     stem = name or Path(inputs[0].rstrip("/\\")).stem.strip("*?[]") or "segment"
-    return Path("runs") / "segment" / stem
+    return contained(Path("runs") / "segment", stem, "--name")
 
 
 def _report(result: RunResult, out_dir: Path, console: Console) -> None:
@@ -92,6 +94,19 @@ def segment_command(
         min=0.0,
         max=1.0,
         help="Crack where probability > this (default: the model card's).",
+    ),
+    min_length: float | None = typer.Option(
+        None,
+        "--min-length",
+        min=0.0,
+        help="Shape step: drop mask pieces whose skeleton is shorter than this, in input-frame pixels "
+        "(default: the model card's; 0 keeps all).",
+    ),
+    min_elongation: float | None = typer.Option(
+        None,
+        "--min-elongation",
+        min=0.0,
+        help="Shape step: drop blob-like pieces, length / mean width below this (default: the card's).",
     ),
     tile: int | None = typer.Option(
         None, "--tile", min=0, help="LR tile side in pixels; 0 = whole frame (default: the model's)."
@@ -171,7 +186,12 @@ def segment_command(
     )  # fmt: skip
     tile_px, mode, overlap_px = tiling_for(spec, info, tile, overlap)
     options = OutputOptions(
-        threshold=spec.threshold if threshold is None else threshold, mask_scale=mask_scale,
+        threshold=spec.threshold if threshold is None else threshold,
+        shape=ShapeRule(
+            spec.min_length if min_length is None else min_length,
+            spec.min_elongation if min_elongation is None else min_elongation,
+        ),
+        mask_scale=mask_scale,
         prob_format=prob_format, save_sr=save_sr, save_kernel=save_kernel,
     )  # fmt: skip
     job = Job(
@@ -187,12 +207,13 @@ def segment_command(
     tiling = "whole frame" if tile_px == 0 else f"{tile_px} px tiles, overlap {overlap_px}, {mode} stitching"
     err_console.print(
         f"{spec.name} on {info.device} ({info.backend}, {info.precision}); {tiling}; "
-        f"threshold {options.threshold}; {len(sources)} input(s)"
+        f"threshold {options.threshold}; shape step: min length {options.shape.min_length} px, "
+        f"min elongation {options.shape.min_elongation}; {len(sources)} input(s)"
         + (f" (shard {part})" if part else "")
         + f" -> {out_dir}"
     )
     progress = progress_bar(err_console, disable=quiet)
-    with progress:
+    with run_folder(out_dir), progress:  # one run per folder; a killed run's .part files removed
         hooks = RichHooks(progress, err_console, count_frames(sources, every))
         result = segment(
             sources, out_dir, runner, job, batch=batch, every=every, resume=resume, gsd_mm=gsd,

@@ -2,7 +2,8 @@
 
 Layout under the run directory (`<key>` mirrors the input's subfolders; video frames are `<video>/<index>`):
 
-    mask/<key>.png      crack mask, 8-bit 0/255, on the SR grid (or the input grid with --mask-scale input)
+    mask/<key>.png      crack mask after the shape step, 8-bit 0/255, on the SR grid (or the input grid
+                        with --mask-scale input)
     prob/<key>.png      crack probability, 16-bit PNG (value / 65535), or prob/<key>.tiff float32
     overlay/<key>.jpg   cracks drawn in red over the input frame (input grid)
     sr/<key>.png        the x4 super-resolved frame (optional)
@@ -11,7 +12,8 @@ Layout under the run directory (`<key>` mirrors the input's subfolders; video fr
     summary.csv         one row per frame of the run (also frames completed by an earlier run)
 
 Frames are as large as the SR grid (a 1280x720 frame gives 5120x2880), so outputs are encoded while the
-stitcher hands over strips: PNGs through a streaming encoder (OpenCV and Pillow need the whole image)
+stitcher hands over strips (the mask waits for the last strip: the shape step needs whole pieces; one bool
+per SR pixel): PNGs through a streaming encoder (OpenCV and Pillow need the whole image)
 and float TIFFs through tifffile fed from a queue. Every file is written to a hidden `.part` file beside
 its destination and renamed when the frame is complete; an aborted frame removes its part files.
 """
@@ -38,7 +40,9 @@ import tifffile
 from ..data.image_io import write_png
 from ..errors import InputError
 from ..utils.atomic import atomic_path, write_text_atomic
+from ..utils.folders import LOCK_NAME, ensure_writable
 from .measure import CrackMeter
+from .shape import ShapeRule, clean_mask
 
 MaskScale = Literal["sr", "input"]
 ProbFormat = Literal["png16", "tiff"]
@@ -60,6 +64,7 @@ class OutputOptions:
     """What to write per frame; together with the model settings it forms the resume fingerprint."""
 
     threshold: float
+    shape: ShapeRule = ShapeRule()  # the shape step, in pixels of the input frame
     mask_scale: MaskScale = "sr"
     prob_format: ProbFormat = "png16"
     save_sr: bool = False
@@ -254,6 +259,8 @@ class FrameWriter:
         self._stack = contextlib.ExitStack()
         self._streams: list[PngStream | TiffStream] = []
         self.meter = CrackMeter(self.sr_h, self.sr_w)
+        # The thresholded SR mask is kept whole: the shape step needs every piece complete.
+        self.crack = np.zeros((self.sr_h, self.sr_w), bool)
         self.small_mask = np.zeros((h, w), bool)  # any crack pixel in the scale x scale block
         try:
             if options.prob_format == "tiff":
@@ -290,11 +297,7 @@ class FrameWriter:
             self.prob.write(prob)
         else:
             self.prob.write(to_uint(prob, 16))
-        if self.mask is not None:
-            self.mask.write(crack.view(np.uint8) * np.uint8(255))
-        self.meter.feed(crack)
-        s, h = self.scale, crack.shape[0]
-        self.small_mask[y // s : (y + h) // s] = crack.reshape(h // s, s, -1, s).any(axis=(1, 3))
+        self.crack[y : y + crack.shape[0]] = crack
         if self.sr is not None and sr is not None:
             self.sr.write(to_uint(sr.transpose(1, 2, 0), 8))
 
@@ -312,6 +315,14 @@ class FrameWriter:
 
     def finish(self, kernel: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
         """Close the streams, write the small outputs, rename everything into place, then the JSON."""
+        cleaned, removed = clean_mask(self.crack, self.options.shape.scaled(self.scale))
+        s = self.scale
+        for top in range(0, self.sr_h, BAND_ROWS):
+            rows = cleaned[top : top + BAND_ROWS]
+            if self.mask is not None:
+                self.mask.write(rows.view(np.uint8) * np.uint8(255))
+            self.meter.feed(rows)
+        self.small_mask = cleaned.reshape(self.sr_h // s, s, -1, s).any(axis=(1, 3))
         for stream in self._streams:
             stream.close()
         measures = self.meter.result()
@@ -332,6 +343,11 @@ class FrameWriter:
             "status": "ok",
             "sr_size": [self.sr_w, self.sr_h],
             "threshold": self.options.threshold,
+            "shape_step": {
+                "min_length_px_input": self.options.shape.min_length,
+                "min_elongation": self.options.shape.min_elongation,
+                **removed.as_dict(),
+            },
             **measures.as_dict(),
             "kernel": np.round(kernel.astype(np.float64), 7).tolist(),
             "outputs": {
@@ -372,10 +388,12 @@ def write_summary(path: Path, records: Sequence[Mapping[str, Any]], scale: int, 
 
 
 def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Never mix runs silently: a non-empty output folder needs --resume or --overwrite."""
+    """Never mix runs silently: a non-empty output folder needs --resume or --overwrite; one that cannot
+    be written is refused before any work (exit code 2)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("output path exists and is not a folder", out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (resume or overwrite):
+    ensure_writable(out_dir)
+    if any(p.name != LOCK_NAME for p in out_dir.iterdir()) and not (resume or overwrite):
         raise InputError(
             "output folder is not empty: add --resume to complete that run, --overwrite to replace its "
             "files, or choose another -o/--name",

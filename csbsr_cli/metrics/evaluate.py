@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from csbsr_cli.errors import InputError
+from csbsr_cli.infer.shape import ShapeRule, shaped_level_map
 from csbsr_cli.metrics import distance, segmentation
 from csbsr_cli.metrics.presets import DEFAULT, MetricPreset, hd_label
 
@@ -56,9 +57,14 @@ class ImageResult:
 
 
 def evaluate_image(
-    name: str, mask: np.ndarray, prob: np.ndarray, preset: MetricPreset = DEFAULT
+    name: str,
+    mask: np.ndarray,
+    prob: np.ndarray,
+    preset: MetricPreset = DEFAULT,
+    shape: ShapeRule | None = None,
 ) -> ImageResult:
-    """Every per-threshold metric of one image under `preset` (the unit of work of a worker process)."""
+    """Every per-threshold metric of one image under `preset` (the unit of work of a worker process);
+    with `shape` (on the map's grid), the predicted masks pass the shape step at every threshold first."""
     try:
         mask = segmentation.as_uint8_mask(mask)
         if np.shape(prob) != mask.shape:
@@ -66,6 +72,8 @@ def evaluate_image(
         level = segmentation.level_map(prob)
     except InputError as err:
         raise InputError(str(err), path=name) from None
+    if shape is not None:
+        level = shaped_level_map(level, shape)
     gt = mask >= preset.seg_gt_min
     gt_hd = gt if preset.hd_gt_min == preset.seg_gt_min else mask >= preset.hd_gt_min
     tp, fp, fn = segmentation.confusion_counts(gt, level)
@@ -99,14 +107,14 @@ def _init_worker() -> None:
 
 
 def _ordered_parallel(
-    items: Iterable[MaskItem], preset: MetricPreset, workers: int, window: int
+    items: Iterable[MaskItem], preset: MetricPreset, workers: int, window: int, shape: ShapeRule | None
 ) -> Iterator[ImageResult]:
     ctx = multiprocessing.get_context("spawn")  # safe when the caller holds torch/OpenMP threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
         pending: collections.deque[Future[ImageResult]] = collections.deque()
         try:
             for name, mask, prob in items:
-                pending.append(pool.submit(evaluate_image, name, mask, prob, preset))
+                pending.append(pool.submit(evaluate_image, name, mask, prob, preset, shape))
                 if len(pending) >= window:
                     yield pending.popleft().result()
             while pending:
@@ -121,6 +129,7 @@ def evaluate_masks(
     preset: MetricPreset = DEFAULT,
     workers: int = 1,
     on_result: Callable[[ImageResult], None] | None = None,
+    shape: ShapeRule | None = None,
 ) -> list[ImageResult]:
     """Evaluate (name, mask, prob) items, serially or in `workers` processes; results in input order.
 
@@ -132,9 +141,9 @@ def evaluate_masks(
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     results = (
-        (evaluate_image(name, mask, prob, preset) for name, mask, prob in items)
+        (evaluate_image(name, mask, prob, preset, shape) for name, mask, prob in items)
         if workers == 1
-        else _ordered_parallel(items, preset, workers, window=4 * workers)
+        else _ordered_parallel(items, preset, workers, window=4 * workers, shape=shape)
     )
     out = []
     for result in results:
