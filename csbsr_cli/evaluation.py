@@ -176,7 +176,8 @@ def open_dataset(
 
     `lr_dir` is a `csbsr degrade` output folder (lr/ + kernels/) or a plain folder of LR images, matched by
     path relative to `root` or by image name. On-the-fly LR uses `padding` at the blur's border, as
-    `csbsr degrade` does (reflect by default; zero as the authors). Unusable entries raise, or with `skip_bad` are recorded.
+    `csbsr degrade` does (reflect by default; zero as the authors). Unusable entries raise, or with
+    `skip_bad` are recorded.
     """
     root = Path(root)
     if not root.exists():
