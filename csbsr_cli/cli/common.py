@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..registry import Registry
+from .app import err_console
 
 ModelsDirOption = typer.Option(
     None,
@@ -17,4 +18,8 @@ ModelsDirOption = typer.Option(
 
 
 def registry_for(models_dir: list[Path] | None) -> Registry:
-    return Registry(models_dir or ())
+    """The registry, with a warning line for each model card it had to skip."""
+    registry = Registry(models_dir or ())
+    for problem in registry.problems:
+        err_console.print(f"[yellow]warning:[/] {problem}", markup=True)
+    return registry

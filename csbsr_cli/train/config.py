@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any, Literal
 
 from ..errors import InputError
 from ..losses.segmentation import SEG_LOSS_KINDS
+from ..utils.schema import build, field_error
 
 try:  # Python >= 3.11
     import tomllib
@@ -178,88 +177,6 @@ COMMAND_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 RESUMABLE = ("optim.iterations", "data.workers", "data.skip_bad", "run.")
 
 
-def _err(source: str, key: str, message: str) -> InputError:
-    return InputError(f"{key}: {message}", source)
-
-
-def _describe(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(annotation))
-    if origin in (list, tuple):
-        return "a list"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        annotation, str(annotation)
-    )
-
-
-def _coerce(value: Any, annotation: Any, source: str, key: str) -> Any:
-    """Check `value` against the field's annotation; convert TOML arrays to lists / tuples, ints to floats."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, source, key)
-            except InputError:
-                pass
-        raise _err(source, key, f"expected {_describe(annotation)}, got {value!r}")
-    if origin is Literal:
-        if value not in typing.get_args(annotation):
-            raise _err(source, key, f"expected {_describe(annotation)}, got {value!r}")
-        return value
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise _err(source, key, f"expected a list of {len(args)} numbers, got {value!r}")
-        return tuple(
-            _coerce(v, a, source, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
-        )
-    if origin is list:
-        (item,) = typing.get_args(annotation)
-        if not isinstance(value, (list, tuple)):
-            raise _err(source, key, f"expected a list, got {value!r}")
-        return [_coerce(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise _err(source, key, f"expected true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _err(source, key, f"expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _err(source, key, f"expected a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise _err(source, key, f"expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config annotation {annotation!r}")  # a programming error
-
-
-def _build(cls: type, data: Mapping[str, Any], source: str, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise _err(source, prefix + unknown[0], f"unknown key (known: {', '.join(sorted(fields))})")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, Mapping):
-                raise _err(source, prefix + name, "expected a table ([section])")
-            kwargs[name] = _build(hint, value, source, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(value, hint, source, prefix + name)
-    return cls(**kwargs)
-
-
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -329,18 +246,18 @@ def make_config(
         raise InputError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
     data = dict(data or {})
     if data.get("command", command) != command:
-        raise _err(source, "command", f"the file is for {data['command']!r}, not {command!r}")
+        raise field_error(source, "command", f"the file is for {data['command']!r}, not {command!r}")
     merged = _merge({"command": command, **COMMAND_DEFAULTS[command]}, data)
     if overrides:
         merged = _merge(merged, unflatten({k: v for k, v in overrides.items() if v is not None}))
-    config = _build(TrainConfig, merged, source)
+    config = build(TrainConfig, merged, source)
     validate(config, source)
     return config
 
 
 def _check(ok: bool, source: str, key: str, message: str) -> None:
     if not ok:
-        raise _err(source, key, message)
+        raise field_error(source, key, message)
 
 
 def validate(cfg: TrainConfig, source: str = "config") -> None:
@@ -422,7 +339,7 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
         if cfg.command != owner and values != type(values)():
             defaults = dataclasses.asdict(type(values)())
             changed = next(k for k, v in dataclasses.asdict(values).items() if v != defaults[k])
-            raise _err(source, f"{section}.{changed}", f"only {owner} reads it")
+            raise field_error(source, f"{section}.{changed}", f"only {owner} reads it")
 
 
 def check_resume(saved: TrainConfig, requested: TrainConfig, source: str) -> None:
@@ -430,7 +347,9 @@ def check_resume(saved: TrainConfig, requested: TrainConfig, source: str) -> Non
     old, new = flatten(to_dict(saved)), flatten(to_dict(requested))
     for key in sorted(old):
         if old[key] != new.get(key) and not key.startswith(RESUMABLE):
-            raise _err(source, key, f"cannot change on --resume (the run was started with {old[key]!r})")
+            raise field_error(
+                source, key, f"cannot change on --resume (the run was started with {old[key]!r})"
+            )
 
 
 # --- writing: a tiny TOML emitter for the resolved config (tables of scalars and arrays only) ---------------
