@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch import nn
 from .errors import ModelError
 from .registry import ModelSpec, Registry, build_network, builtin_specs, model_dirs
 from .utils.atomic import atomic_path, write_text_atomic
+from .utils.folders import contained
 
 DP_PREFIX = "module."  # DataParallel / DDP prefix in the authors' checkpoints
 MAX_LISTED = 8  # mismatching keys shown in an error message
@@ -80,6 +81,40 @@ def check_state_dict(
         raise ModelError(f"does not match architecture {arch}: " + "; ".join(problems))
 
 
+def tied_aliases(model: nn.Module) -> dict[str, str]:
+    """{alias: first name} for state-dict entries sharing one tensor (U-Net16 registers each VGG layer as
+    `encoder.N` and `convK.M`): safetensors stores each tensor once, so only the first name is saved."""
+    first: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    aliases = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if value.numel() and ident in first:
+            aliases[key] = first[ident]
+        else:
+            first.setdefault(ident, key)
+    return aliases
+
+
+def saveable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without aliased entries, contiguous on the CPU: what safetensors accepts."""
+    aliases = tied_aliases(model)
+    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in aliases}
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], arch: str, path: Path) -> None:
+    """Load `state` strictly (every key and shape checked, one-line error naming `path`); entries a
+    safetensors file stores once are re-tied to every name the model gives them."""
+    full = dict(state)
+    for alias, name in tied_aliases(model).items():
+        if alias not in full and name in full:
+            full[alias] = full[name]
+    try:
+        check_state_dict(model.state_dict(), full, arch)
+    except ModelError as exc:
+        raise ModelError(str(exc), path) from None
+    model.load_state_dict(full, strict=True)
+
+
 def load_model(spec: ModelSpec, *, require_weights: bool = False, **overrides: Any) -> nn.Module:
     """Build `spec` and load its weights (verified sha256, strict keys); random weights if it has none."""
     model = build_network(spec, **overrides)
@@ -97,12 +132,7 @@ def load_model(spec: ModelSpec, *, require_weights: bool = False, **overrides: A
         raise ModelError(
             f"sha256 {actual[:12]}... differs from the card's {spec.weights.sha256[:12]}...: refused", path
         )
-    state = read_checkpoint(path)
-    try:
-        check_state_dict(model.state_dict(), state, spec.name)
-    except ModelError as exc:
-        raise ModelError(str(exc), path) from None
-    model.load_state_dict(state, strict=True)
+    load_state(model, read_checkpoint(path), spec.name, path)
     return model.eval()
 
 
@@ -117,10 +147,11 @@ def save_model(
 ) -> Path:
     """Write `<name>.safetensors` and the card `<name>.json` (atomically); return the card path."""
     out_dir = Path(out_dir)
-    weights_path = out_dir / f"{name}.safetensors"
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights_path = contained(out_dir, f"{name}.safetensors", "model name")
+    if weights_path.parent != out_dir:
+        raise ModelError(f"model name {name!r} must be a plain name (no folders)")
     with atomic_path(weights_path) as tmp:
-        save_file(state, str(tmp), metadata={"name": name, "arch": spec.base or spec.name})
+        save_file(saveable_state(model), str(tmp), metadata={"name": name, "arch": spec.base or spec.name})
     card = {
         "name": name,
         "arch": spec.base or spec.name,
@@ -139,34 +170,37 @@ def save_model(
     return card_path
 
 
-def user_models_dir() -> Path:
-    """Where imported models go by default: the first $CSBSR_MODELS directory, else ~/.csbsr/models."""
+def user_models_dir(extra: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """Where imported models go by default: the last --models-dir, else the first $CSBSR_MODELS directory,
+    else ~/.csbsr/models."""
+    if extra:
+        return Path(extra[-1])
     dirs = model_dirs()
     return dirs[1] if len(dirs) > 1 else Path.home() / ".csbsr" / "models"
 
 
 def import_checkpoint(
-    checkpoint: Path, arch: str, name: str, out_dir: Path | None = None, registry: Registry | None = None
+    checkpoint: Path,
+    arch: str,
+    name: str,
+    out_dir: Path | None = None,
+    models_dirs: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
-    """Convert an authors' joint checkpoint into a safetensors model usable by name everywhere."""
-    registry = registry or Registry()
+    """Convert an authors' joint checkpoint into a safetensors model usable by name everywhere; it goes to
+    `out_dir`, else where `user_models_dir(models_dirs)` says."""
+    registry = Registry(models_dirs)
     # The architecture itself, not a card that shadows its name (the zoo's trained csbsr-lite).
     builtins = builtin_specs()
     spec = builtins.get(arch) or registry.get(arch)
     if name in builtins:
         raise ModelError(f"name {name!r} is a built-in model; choose another --name")
-    state = read_checkpoint(checkpoint)
     model = build_network(spec)
-    try:
-        check_state_dict(model.state_dict(), state, arch)
-    except ModelError as exc:
-        raise ModelError(str(exc), checkpoint) from None
-    model.load_state_dict(state, strict=True)
+    load_state(model, read_checkpoint(checkpoint), arch, checkpoint)
     return save_model(
         model,
         spec,
         name,
-        out_dir or user_models_dir(),
+        out_dir or user_models_dir(models_dirs),
         provenance=f"imported from {checkpoint.name} (sha256 {sha256_file(checkpoint)})",
         licence="as released by the checkpoint's authors",
     )

@@ -85,12 +85,14 @@ def import_(
     arch: str = typer.Option(..., "--arch", help="Registry architecture, e.g. csbsr-pspnet."),
     name: str = typer.Option(..., "--name", help="Name to register the imported model under."),
     out_dir: Path | None = typer.Option(
-        None, "--out-dir", help="Default: first $CSBSR_MODELS dir or ~/.csbsr/models."
+        None,
+        "--out-dir",
+        help="Default: the last --models-dir, else the first $CSBSR_MODELS dir, else ~/.csbsr/models.",
     ),
     models_dir: list[Path] = ModelsDirOption,
 ) -> None:
     """Check every key and shape of an authors' checkpoint, then save it as safetensors + card."""
-    card = import_checkpoint(checkpoint, arch, name, out_dir, registry_for(models_dir))
+    card = import_checkpoint(checkpoint, arch, name, out_dir, models_dir or ())
     typer.echo(f"imported {checkpoint} as {name!r}: {card}")
 
 

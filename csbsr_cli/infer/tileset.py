@@ -19,6 +19,7 @@ import numpy as np
 from ..data.image_io import IMAGE_SUFFIXES, read_image, write_png, write_tiff_float32
 from ..errors import CsbsrError, InputError
 from ..utils.atomic import write_text_atomic
+from ..utils.folders import contained
 from .inputs import Source, iter_frames
 from .tiling import Stitcher, StitchMode, make_plan, pad_frame
 
@@ -65,7 +66,9 @@ def split(
         for index in range(plan.n_tiles):
             y, x = plan.window(index)
             crop = np.ascontiguousarray(padded[y : y + tile, x : x + tile])
-            path = write_lossless(out_dir / frame.key / f"y{y:05d}_x{x:05d}", crop, fmt)
+            path = write_lossless(
+                contained(out_dir, frame.key, "frame key") / f"y{y:05d}_x{x:05d}", crop, fmt
+            )
             tiles.append({"file": path.relative_to(out_dir).as_posix(), "y": y, "x": x})
         frames_meta.append(
             {
@@ -83,20 +86,28 @@ def split(
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, its frame keys and tile files checked to stay inside their folders (a key like
+    `../../x` would write outside the output folder, a tile path read from anywhere)."""
     if path.is_dir():
         path = path / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if manifest.get("version") != MANIFEST_VERSION or not isinstance(manifest.get("frames"), list):
             raise ValueError("unknown version or layout")
+        for frame in manifest["frames"]:
+            contained(Path("."), str(frame["key"]), "frame key")
+            for tile in frame["tiles"]:
+                contained(Path("."), str(tile["file"]), "tile file")
         return manifest
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+    except InputError as exc:
+        raise InputError(str(exc), path) from None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
         raise InputError(f"not a tile manifest ({exc})", path) from None
 
 
 def _find_tile(tiles_dir: Path, rel: str) -> Path:
     """The tile `rel`, or a prediction with the same name and another image suffix (e.g. .png for .jpg)."""
-    path = tiles_dir / rel
+    path = contained(tiles_dir, rel, "tile file")
     if path.is_file():
         return path
     for suffix in sorted(IMAGE_SUFFIXES):
@@ -137,7 +148,9 @@ def merge(
     for frame in manifest["frames"]:
         try:
             img = merge_frame(frame, int(manifest["tile"]), int(manifest["overlap"]), tiles_dir or root, mode)
-            written.append(write_lossless(out_dir / frame["key"], img, lossless_format(img)))
+            written.append(
+                write_lossless(contained(out_dir, frame["key"], "frame key"), img, lossless_format(img))
+            )
         except CsbsrError as exc:
             failures.append((frame["key"], str(exc)))
     return written, failures
