@@ -45,9 +45,10 @@ from ..metrics.boxes import BoxCounts
 from ..metrics.image import psnr
 from ..metrics.presets import DEFAULT as METRIC_PRESET
 from ..registry import BUILTINS, ModelSpec, Registry, build_network
-from ..utils.atomic import atomic_path, write_text_atomic
+from ..utils.atomic import atomic_path, remove_stale_parts, write_text_atomic
+from ..utils.folders import folder_lock
 from ..utils.progress import progress_bar
-from ..weights import read_checkpoint, save_model
+from ..weights import load_state, read_checkpoint, save_model, saveable_state
 from . import checkpoint, distributed
 from .config import TrainConfig, check_resume, dumps, load
 from .data import EpochIndexed, StreamSampler, TrainData, build_data, crack_fraction, ignore_sigint
@@ -60,6 +61,7 @@ from .models import (
     resolve_seg_loss,
     set_train_modes,
     trainable_module,
+    weights_licence,
     with_blur_skip,
 )
 from .schedules import Phase, beta_at, boundary_alpha, finetune_phase, lr_factor
@@ -367,9 +369,8 @@ class Trainer:
         distributed.barrier(self.info)
 
     def _save_best(self) -> None:
-        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         with atomic_path(self.run_dir / checkpoint.BEST) as tmp:
-            save_file(state, str(tmp), metadata={"step": str(self.step)})
+            save_file(saveable_state(self.model), str(tmp), metadata={"step": str(self.step)})
 
     def log(self, record: dict[str, Any]) -> None:
         if self.info.is_main:
@@ -614,19 +615,21 @@ class Trainer:
         model = self.model
         if cfg.model.export == "best" and (self.run_dir / checkpoint.BEST).is_file():
             model = build_network(self.spec)
-            model.load_state_dict(read_checkpoint(self.run_dir / checkpoint.BEST), strict=True)
+            best = self.run_dir / checkpoint.BEST
+            load_state(model, read_checkpoint(best), self.spec.name, best)
         export_dir = Path(cfg.model.export_dir) if cfg.model.export_dir else self.run_dir / "models"
+        how = (
+            f"{cfg.command}, {status} at step {self.step}/{cfg.optim.iterations}, {cfg.model.export} weights"
+        )
         card = save_model(
             model,
             self.spec,
             self.output_name,
             export_dir,
-            provenance=(
-                f"csbsr {__version__} {cfg.command} run {self.run_dir} from {cfg.model.init!r}: "
-                f"{status} at step {self.step}/{cfg.optim.iterations} ({cfg.model.export} weights)"
-            ),
-            licence="trained by csbsr; subject to the licence of its training data",
-            extra=card_extra(self.spec) | {"metrics": self.validation, "training": {"step": self.step}},
+            provenance=f"csbsr {__version__} {cfg.command} run {self.run_dir} from {cfg.model.init!r}: {how}",
+            licence=weights_licence(self.spec),
+            extra=card_extra(self.spec, self.output_name, how, self.validation)
+            | {"metrics": self.validation, "training": {"step": self.step}},
         )
         write_text_atomic(
             self.run_dir / RESULT_FILE,
@@ -696,8 +699,11 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: b
         if not saved_path.is_file():
             raise InputError("nothing to resume: no run here (start it without --resume)", run_dir)
         check_resume(load(saved_path, cfg.command), cfg, str(saved_path))
-        state = checkpoint.load(run_dir / checkpoint.LAST)
-        _truncate_metrics(run_dir / METRICS_FILE, int(state["step"]))
+        remove_stale_parts(run_dir)  # a killed run's half-written checkpoints and exports
+        state = checkpoint.load(run_dir / checkpoint.LAST) if (run_dir / checkpoint.LAST).is_file() else None
+        if state is None:
+            _note(f"{run_dir}: no checkpoint yet (stopped before the first one): resuming from step 0")
+        _truncate_metrics(run_dir / METRICS_FILE, 0 if state is None else int(state["step"]))
     else:
         if run_dir.exists():
             if not overwrite:
@@ -711,12 +717,26 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: b
     return state
 
 
+def _note(message: str) -> None:
+    Console(stderr=True, highlight=False).print(f"note: {message}", markup=False)
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after the checkpoint (a crash between checkpoints), so the log stays consistent."""
+    """Drop records logged after the checkpoint (a crash between checkpoints), so the log stays consistent;
+    a torn line (power loss, full disk mid-write) is dropped with a note."""
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept, torn = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    if torn:
+        _note(f"{path}: dropped {torn} torn line(s)")
     write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
@@ -746,11 +766,13 @@ def train(
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     info = distributed.setup(cfg.run.device)
+    held = contextlib.ExitStack()  # rank 0 holds the run folder until the run ends
     try:
         run_dir = run_dir_of(cfg)
         error, state = "", None
         if info.is_main:
             try:
+                held.enter_context(folder_lock(run_dir.parent, f".{run_dir.name}.lock"))
                 state = _prepare_run_dir(cfg, run_dir, resume, overwrite)
             except CsbsrError as exc:
                 error = str(exc)
@@ -759,7 +781,7 @@ def train(
         error = distributed.broadcast_text(error, info)
         if error:
             raise InputError(error)
-        if resume and not info.is_main:
+        if resume and not info.is_main and (run_dir / checkpoint.LAST).is_file():
             state = checkpoint.load(run_dir / checkpoint.LAST)
 
         spec, model = start_model(cfg)
@@ -805,4 +827,5 @@ def train(
             run_dir, status, trainer.step, trainer.output_name, card, trainer.validation, trainer.best
         )
     finally:
+        held.close()
         distributed.teardown(info)

@@ -8,14 +8,16 @@ with safetensors + a model card, so every subcommand can use the trained model b
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from ..errors import ModelError
 from ..registry import ModelSpec, Registry, build_network, builtin_specs, spec_from_card
-from ..weights import check_state_dict, load_model, read_checkpoint
+from ..weights import load_model, load_state, read_checkpoint
 from .config import TrainConfig
 
 RESULT_FILE = "result.json"  # written by a finished run; names its exported model card
@@ -49,12 +51,7 @@ def resolve_init(cfg: TrainConfig, registry: Registry) -> tuple[ModelSpec, nn.Mo
             )
         spec = registry.get(cfg.model.arch)
         model = build_network(spec)
-        state = read_checkpoint(path)
-        try:
-            check_state_dict(model.state_dict(), state, spec.name)
-        except ModelError as exc:
-            raise ModelError(str(exc), path) from None
-        model.load_state_dict(state, strict=True)
+        load_state(model, read_checkpoint(path), spec.name, path)
         return spec, model
     spec = registry.get(init)
     return spec, load_model(spec)
@@ -127,6 +124,21 @@ def resolve_seg_loss(kind: str, segmenter: nn.Module) -> tuple[str, tuple[float,
     return kind, tuple(float(w) for w in side_weights)
 
 
-def card_extra(spec: ModelSpec) -> dict[str, object]:
-    """Metadata the exported card keeps from the start model (a card otherwise inherits its arch's)."""
-    return {key: getattr(spec, key) for key in CARD_METADATA} | {"description": spec.description}
+def card_extra(spec: ModelSpec, name: str, how: str, validation: Mapping[str, Any]) -> dict[str, Any]:
+    """The exported card's metadata: the start model's tiling, the start model's licence (its weights' terms
+    bind what is trained from them), but its own description and, when validation measured one, its own
+    best threshold (IoU_max) instead of the start model's."""
+    extra: dict[str, Any] = {key: getattr(spec, key) for key in CARD_METADATA}
+    if "IoU_max_threshold" in validation:
+        extra["threshold"] = float(validation["IoU_max_threshold"])
+    return extra | {
+        "description": f"{name}: trained by csbsr from {spec.name} ({how})",
+        "licence": spec.licence,
+    }
+
+
+def weights_licence(spec: ModelSpec) -> str:
+    """The licence of weights trained from `spec`: its weights' own, when it had any."""
+    if spec.weights is None:
+        return "trained by csbsr; subject to the licence of its training data"
+    return f"{spec.weights.licence} (inherited from {spec.name}); subject also to its training data's"
