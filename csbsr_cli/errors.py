@@ -5,7 +5,7 @@ from __future__ import annotations
 # Documented exit codes (README and `csbsr --help` list them).
 EXIT_OK = 0
 EXIT_FAILURE = 1  # unexpected internal error
-EXIT_BAD_INPUT = 2  # bad arguments, unreadable or invalid input files, refused checkpoints
+EXIT_BAD_INPUT = 2  # bad arguments, unreadable or invalid input files, refused checkpoints, unusable output
 EXIT_PARTIAL = 3  # a batch finished but some inputs failed (listed at the end)
 EXIT_INTERRUPTED = 130  # Ctrl-C: partial outputs were removed, the run can be resumed
 
@@ -32,6 +32,10 @@ class ModelError(InputError):
 
 class DeviceError(InputError):
     """The requested device or backend is not available."""
+
+
+class OutputError(InputError):
+    """The output folder cannot take the run's files (full disk, quota, read-only): the run stops."""
 
 
 class PartialFailure(CsbsrError):

@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer._click.exceptions import ClickException  # typer vendors click
 
 from .. import __version__
@@ -17,7 +18,8 @@ from ..errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PARTIAL, CsbsrError
 from ..utils.memory import keep_freed_memory
 
 EXIT_CODES_HELP = (
-    f"Exit codes: 0 success; 1 internal error; {EXIT_BAD_INPUT} bad input (arguments, files, models); "
+    f"Exit codes: 0 success; 1 internal error; {EXIT_BAD_INPUT} bad input (arguments, files, models) "
+    "or an unusable output folder (not writable, full); "
     f"{EXIT_PARTIAL} some inputs of a batch failed (listed at the end); {EXIT_INTERRUPTED} interrupted."
 )
 
@@ -71,8 +73,14 @@ def main() -> None:
         # Non-standalone mode returns Exit codes instead of raising; Ctrl-C arrives as 130.
         code = app(standalone_mode=False)
     except CsbsrError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         sys.exit(exc.exit_code)
+    except (
+        OSError
+    ) as exc:  # permissions or space on (shared) storage, wherever it strikes: the path, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", markup=True)
+        sys.exit(EXIT_BAD_INPUT)
     except ClickException as exc:  # usage errors: click prints its own message
         exc.show()
         sys.exit(EXIT_BAD_INPUT)

@@ -2,8 +2,9 @@
 
 Reading is driven by the pixel type, never guessed from values: 8-bit / 255, 16-bit / 65535, float TIFF as
 stored (clipped to [0, 1]). Grey images become 3 identical channels, alpha is dropped (the stored RGB is
-kept), and EXIF orientation is applied (drone and phone JPEGs rely on it). Bytes are read with
-`np.fromfile` and decoded in memory, so non-ASCII paths work on every OS. Every writer is atomic.
+kept; `read_image_valid` also says where alpha is not zero), and EXIF orientation is applied (drone and
+phone JPEGs rely on it). Bytes are read with `np.fromfile` and decoded in memory, so non-ASCII paths work
+on every OS. Every writer is atomic.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from ..utils.atomic import write_bytes_atomic
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 _EXIF_ORIENTATION = 0x0112
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+# ANYDEPTH keeps 16-bit and float; ANYCOLOR keeps grey as 1 channel and drops alpha. Unlike IMREAD_UNCHANGED,
+# these flags make OpenCV apply the EXIF orientation.
+_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+MAX_PIXELS = 1 << 30  # OpenCV's decoder limit (CV_IO_MAX_IMAGE_PIXELS); larger headers are refused
 
 PathLike = str | os.PathLike[str]
 
@@ -40,18 +45,24 @@ def _quiet_opencv() -> Iterator[None]:
         cv2.utils.logging.setLogLevel(level)
 
 
-def _decode(path: Path) -> np.ndarray:
-    """Decoded pixels in their stored type (HxW or HxWx3, BGR), EXIF orientation applied, alpha dropped."""
+def _decode(path: Path, flags: int = _FLAGS) -> np.ndarray:
+    """Decoded pixels in their stored type (HxW or HxWx3, BGR; with the default flags EXIF orientation
+    applied, alpha dropped)."""
     try:
         buf = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror or exc})", path) from None
     if buf.size == 0:
         raise InputError("empty file", path)
-    with _quiet_opencv():
-        # ANYDEPTH keeps 16-bit and float; ANYCOLOR keeps grey as 1 channel and drops alpha. Unlike
-        # IMREAD_UNCHANGED, these flags make OpenCV apply the EXIF orientation.
-        img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    try:
+        with _quiet_opencv():
+            img = cv2.imdecode(buf, flags)
+    except cv2.error as exc:  # OpenCV's assertion text is no message for a user
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise InputError(
+                f"image header claims more than {MAX_PIXELS} pixels (a decompression bomb?): refused", path
+            ) from None
+        img = None
     if img is None:
         raise InputError("not a readable image (unknown format, truncated or corrupt)", path)
     return img
@@ -68,13 +79,41 @@ def _to_unit(img: np.ndarray, path: Path) -> np.ndarray:
     raise InputError(f"unsupported pixel type {img.dtype} (expected 8-bit, 16-bit or float)", path)
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """RGB float32 HxWx3 in [0, 1]; raises InputError naming the file if it cannot be used."""
-    path = Path(path)
-    img = _to_unit(_decode(path), path)
+def _rgb(img: np.ndarray) -> np.ndarray:
+    """Grey (HxW) or BGR float pixels as RGB HxWx3."""
     if img.ndim == 2:
         return np.repeat(img[:, :, None], 3, axis=2)
     return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """RGB float32 HxWx3 in [0, 1]; raises InputError naming the file if it cannot be used."""
+    path = Path(path)
+    return _rgb(_to_unit(_decode(path), path))
+
+
+def _has_alpha(path: Path) -> bool:
+    """From the header only: does the file store transparency?"""
+    try:
+        with Image.open(path) as im:
+            return "A" in im.getbands() or "transparency" in im.info
+    except Exception:  # noqa: BLE001 - unreadable here: read_image reports it
+        return False
+
+
+def read_image_valid(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """`read_image`'s RGB and, for a file with an alpha channel, where alpha is not zero (HxW bool): fully
+    transparent pixels are no-data areas (orthomosaic tiles) that must not be segmented; None without alpha.
+    Files with alpha are decoded as stored: PNG/TIFF/WebP tiles carry no EXIF orientation in practice."""
+    path = Path(path)
+    if not _has_alpha(path):
+        return read_image(path), None
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim != 3 or img.shape[2] not in (2, 4):
+        return _rgb(_to_unit(img, path)), None
+    valid = img[:, :, -1] > 0
+    colour = img[:, :, 0] if img.shape[2] == 2 else img[:, :, :3]
+    return _rgb(_to_unit(np.ascontiguousarray(colour), path)), valid
 
 
 def read_gray(path: PathLike) -> np.ndarray:
@@ -98,6 +137,10 @@ def image_size(path: PathLike) -> tuple[int, int]:
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
     except FileNotFoundError:
         raise InputError("file not found", path) from None
+    except Image.DecompressionBombError:
+        raise InputError(
+            "image header claims too many pixels (a decompression bomb?): refused", path
+        ) from None
     except (OSError, ValueError, SyntaxError):  # a format PIL cannot parse: decode it fully instead
         return _decode(path).shape[:2]
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)

@@ -2,9 +2,9 @@
 
 Every frame gets a key, its output path stem: the path relative to the folder or glob root it came from
 (so outputs mirror input subfolders), and `<video key>/<frame index>` for video frames. Decoding goes
-through `data.image_io.read_image` (8/16-bit, grey, RGBA, EXIF orientation, non-ASCII paths) and OpenCV
-for videos; a frame that cannot be decoded becomes a Frame with an error, so one bad file never stops a
-batch.
+through `data.image_io.read_image_valid` (8/16-bit, grey, RGBA with its no-data mask, EXIF orientation,
+non-ASCII paths) and OpenCV for videos; a frame that cannot be decoded becomes a Frame with an error, so
+one bad file never stops a batch.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from ..data.image_io import IMAGE_SUFFIXES, read_image
+from ..data.image_io import IMAGE_SUFFIXES, read_image_valid
 from ..errors import CsbsrError, InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"})
@@ -39,6 +39,7 @@ class Frame:
     source: Path
     index: int | None = None  # video frame index
     image: np.ndarray | None = None  # RGB float32 HxWx3 in [0, 1]
+    valid: np.ndarray | None = None  # HxW bool, False where the file's alpha is 0 (no data); None: all valid
     error: str | None = None
 
 
@@ -199,7 +200,8 @@ def iter_frames(
             yield from _video_frames(src, every, wanted)
         elif wanted(src.key):
             try:
-                yield Frame(src.key, src.path, image=read_image(src.path))
+                image, valid = read_image_valid(src.path)
+                yield Frame(src.key, src.path, image=image, valid=valid)
             except CsbsrError as exc:
                 yield Frame(src.key, src.path, error=str(exc))
             except (OSError, ValueError, cv2.error) as exc:  # a decoder failing in an unforeseen way

@@ -250,9 +250,12 @@ class FrameWriter:
         options: OutputOptions,
         image: np.ndarray,
         scale: int,
+        valid: np.ndarray | None = None,
     ) -> None:
-        """`image`: the input frame as RGB uint8 (for the overlay)."""
+        """`image`: the input frame as RGB uint8 (for the overlay); `valid`: its pixels with data (alpha not
+        0), or None when all are."""
         self.out_dir, self.key, self.options, self.image, self.scale = out_dir, key, options, image, scale
+        self.valid = valid
         h, w = image.shape[:2]
         self.sr_h, self.sr_w = h * scale, w * scale
         self.paths = options.paths(out_dir, key)
@@ -292,6 +295,10 @@ class FrameWriter:
 
     def _write_band(self, y: int, prob: np.ndarray, sr: np.ndarray | None) -> None:
         prob = np.clip(prob, 0.0, 1.0)
+        if self.valid is not None:  # no-data pixels: probability 0, so never a crack nor counted
+            s = self.scale
+            rows = self.valid[y // s : (y + prob.shape[0]) // s]
+            prob = np.where(rows.repeat(s, axis=0).repeat(s, axis=1), prob, np.float32(0))
         crack = prob > self.options.threshold  # strict, as the metrics
         if isinstance(self.prob, TiffStream):
             self.prob.write(prob)

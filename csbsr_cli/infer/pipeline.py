@@ -10,6 +10,7 @@ batch goes on; Ctrl-C removes every partial file before it propagates.
 
 from __future__ import annotations
 
+import errno
 import json
 import platform
 import queue
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..errors import CsbsrError, DeviceError, InputError, ModelError
+from ..errors import CsbsrError, DeviceError, InputError, ModelError, OutputError
 from ..registry import ModelSpec
 from ..utils.atomic import write_text_atomic
 from ..weights import load_model
@@ -46,6 +47,7 @@ from .tiling import (
 )
 
 RANDOM_SEED = 0  # models without weights are initialised from this seed, so runs and --resume agree
+STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # the folder, not the frame, is at fault
 READ_AHEAD = 1  # decoded frames waiting for the model
 WRITE_QUEUE = 4  # strips waiting for the writer
 
@@ -310,6 +312,7 @@ class _Writer:
         self._abort = threading.Event()
         self._open: dict[str, tuple[FrameWriter | None, dict[str, Any]]] = {}
         self._reported: set[str] = set()
+        self.stopped: OutputError | None = None  # the output folder cannot take more files
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._thread.start()
         self.wait_s = 0.0
@@ -335,6 +338,15 @@ class _Writer:
             op, key, *args = message
             try:
                 self._handle(op, key, *args)
+            except OSError as exc:
+                self._fail(key, {"frame": key, "error": _error_text(exc)})
+                if exc.errno in STOP_ERRNOS:  # every later frame would fail the same way: stop the batch
+                    self.stopped = OutputError(
+                        f"{exc.strerror} while writing frame {key!r}: the batch stopped; make room, then "
+                        "re-run with --resume",
+                        exc.filename or self.out_dir,
+                    )
+                    break
             except Exception as exc:  # noqa: BLE001 - one frame's failure must not stop the batch
                 self._fail(key, {"frame": key, "error": _error_text(exc)})
         for key in list(self._open):
@@ -342,9 +354,9 @@ class _Writer:
 
     def _handle(self, op: str, key: str, *args: Any) -> None:
         if op == "begin":
-            image, meta = args
+            image, valid, meta = args
             self._open[key] = (None, meta)
-            self._open[key] = (FrameWriter(self.out_dir, key, self.options, image, self.scale), meta)
+            self._open[key] = (FrameWriter(self.out_dir, key, self.options, image, self.scale, valid), meta)
         elif op == "abort":
             self._fail(key, *args)
         elif key in self._open:  # else the frame already failed here: drop its remaining strips
@@ -473,7 +485,7 @@ class FramePipeline:
         }
         self.hooks.frame_started(key, plan.n_tiles)
         image_u8 = cv2.convertScaleAbs(frame.image, alpha=255.0)  # for the overlay; no float temporaries
-        self.writer.put(("begin", key, image_u8, meta))
+        self.writer.put(("begin", key, image_u8, frame.valid, meta))
         channels = {"prob": 1, **({"sr": 3} if job.options.save_sr else {})}
         wait0 = self.writer.wait_s
         run = run_tiled(
@@ -564,8 +576,12 @@ def segment(
                 except Exception as exc:  # noqa: BLE001 - reported at the end, the batch goes on
                     failure = failure_record(frame.key, frame.source, _error_text(exc), frame.index)
                     writer.put(("abort", frame.key, failure))
+            if writer.stopped is not None:
+                raise writer.stopped
             t0 = time.perf_counter()
         writer.close()
+        if writer.stopped is not None:
+            raise writer.stopped
         status = "finished"
     except BaseException:
         writer.abort()
