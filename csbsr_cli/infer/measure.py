@@ -17,11 +17,11 @@ whole-mask measurement as long as cracks are narrower than twice the margin.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
+
+from .skeleton import SkeletonPixels, distance, skeletonize
 
 MARGIN = 64  # rows of context around each chunk: exact for cracks up to 2 * MARGIN pixels wide
 CHUNK = 256  # rows measured per step
@@ -39,15 +39,6 @@ class CrackMeasures:
         return asdict(self)
 
 
-def _skeletonize(mask: np.ndarray) -> np.ndarray:
-    from skimage.morphology import skeletonize  # lazy: scikit-image costs ~0.6 s to import
-
-    return skeletonize(mask)
-
-
-_OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-
-
 @dataclass
 class _Totals:
     pixels: int = 0
@@ -63,43 +54,15 @@ def _measure_window(win: np.ndarray, core: slice, top_is_border: bool, bottom_is
     acc.pixels += int(np.count_nonzero(win[core]))
     if not win[core].any():
         return
-    # Zero rows/columns where the window touches the frame border, so that it bounds the distances; the
-    # window's cut edges stay open (context rows cover them). One more zero ring pads every gather below.
-    pad = (1 if top_is_border else 0, 1 if bottom_is_border else 0)
-    padded = np.pad(win, (pad, (1, 1)))
-    dist = cv2.distanceTransform(padded.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    dist = np.pad(dist[pad[0] : padded.shape[0] - pad[1], 1:-1], 1)
-    skel = np.pad(_skeletonize(win), 1)
-    crack = np.pad(win, 1)
+    # The frame border bounds the distances; the window's cut edges stay open (context rows cover them).
+    dist = distance(win, (top_is_border, bottom_is_border, True))
+    skel = np.pad(skeletonize(win), 1)
     ys, xs = np.nonzero(skel[core.start + 1 : core.stop + 1])
     if ys.size == 0:
         return
-    ys += core.start + 1
-
-    def at(arr: np.ndarray, dy: int, dx: int) -> np.ndarray:
-        return arr[ys + dy, xs + dx]
-
-    steps = {o: at(skel, *o) for o in _OFFSETS}
-    right, down, left = steps[(0, 1)], steps[(1, 0)], steps[(0, -1)]
-    orthogonal = np.count_nonzero(right) + np.count_nonzero(down)
-    diagonal = np.count_nonzero(steps[(1, 1)] & ~right & ~down) + np.count_nonzero(
-        steps[(1, -1)] & ~left & ~down
-    )
-    n = sum(v.astype(np.int32) for v in steps.values())
-    d = dist[ys, xs]
-    end_extension = (d[n == 1] - 0.5).sum() + 2.0 * (d[n == 0] - 0.5).sum()
-    acc.length += orthogonal + math.sqrt(2.0) * diagonal + float(end_extension)
-    # Even widths: the centre line runs between two rows of equal depth and the skeleton keeps one of
-    # them. The equally deep neighbour must lie across the skeleton (its offset orthogonal to every
-    # skeleton step at that pixel), not along it where the skeleton turns.
-    plateau = np.zeros(ys.size, bool)
-    for o in _OFFSETS:
-        across = at(crack, *o) & ~steps[o] & (at(dist, *o) == d)
-        for step in _OFFSETS:
-            if o[0] * step[0] + o[1] * step[1] != 0:
-                across &= ~steps[step]
-        plateau |= across
-    acc.max_width = max(acc.max_width, float((2.0 * d - 1.0 + plateau).max()))
+    pixels = SkeletonPixels(skel, dist, ys + core.start + 1, xs)
+    acc.length += float(pixels.lengths().sum())
+    acc.max_width = max(acc.max_width, float(pixels.widths(np.pad(win, 1)).max()))
 
 
 class CrackMeter:

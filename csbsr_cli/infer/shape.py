@@ -8,7 +8,7 @@ area) and kept only if
 - its elongation, length / mean width = length^2 / area, >= ``min_elongation`` (a disc scores about 1.3,
   a crack 1 px wide and 10 px long about 10).
 
-Probability maps stay raw; masks and crack figures use the cleaned mask. Plain numpy + OpenCV (no package
+Probability maps stay raw; masks and crack figures use the cleaned mask. Plain numpy + OpenCV (no torch or I/O
 imports), so the metrics can apply the step too. :func:`shaped_level_map` applies
 the step at every threshold of the metric sweep (nested: a pixel counts at threshold s only if its piece
 passed at every threshold up to s, so the result is again a level map).
@@ -16,11 +16,12 @@ passed at every threshold up to s, so the result is again a level map).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+
+from .skeleton import SkeletonPixels, distance, skeletonize
 
 
 @dataclass(frozen=True)
@@ -51,36 +52,26 @@ class ShapeReport:
         return asdict(self)
 
 
-def _skeletonize(mask: np.ndarray) -> np.ndarray:
-    from skimage.morphology import skeletonize  # lazy: scikit-image costs ~0.6 s to import
-
-    return skeletonize(mask)
+def pieces(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count including the background, labels, cv2 stats) of the 8-connected pieces of a bool mask."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    return n, labels, stats
 
 
 def piece_lengths(mask: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """(n,) skeleton length of each labelled piece, by :mod:`.measure`'s convention (label 0 = background)."""
-    skel = np.pad(_skeletonize(mask), 1)
-    dist = np.pad(cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE), 1)
+    skel = np.pad(skeletonize(mask), 1)
     ys, xs = np.nonzero(skel)
     if ys.size == 0:
         return np.zeros(n)
-
-    def at(dy: int, dx: int) -> np.ndarray:
-        return skel[ys + dy, xs + dx]
-
-    right, down, left = at(0, 1), at(1, 0), at(0, -1)
-    step = right.astype(np.float64) + down
-    step += math.sqrt(2.0) * ((at(1, 1) & ~right & ~down).astype(np.float64) + (at(1, -1) & ~left & ~down))
-    neighbours = sum(at(dy, dx).astype(np.int32) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-    d = dist[ys, xs] - 0.5
-    step += np.where(neighbours == 1, d, 0.0) + np.where(neighbours == 0, 2.0 * d, 0.0)
-    return np.bincount(labels[ys - 1, xs - 1], weights=step, minlength=n)[:n]
+    pixels = SkeletonPixels(skel, distance(mask, (False, False, False)), ys, xs)
+    return np.bincount(labels[ys - 1, xs - 1], weights=pixels.lengths(), minlength=n)[:n]
 
 
 def clean_mask(mask: np.ndarray, rule: ShapeRule) -> tuple[np.ndarray, ShapeReport]:
     """The mask without its pieces that fail `rule`, and what was removed."""
     mask = np.ascontiguousarray(mask, dtype=bool)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    n, labels, stats = pieces(mask)
     if n <= 1 or not rule.active:
         return mask, ShapeReport(n - 1, 0, 0, 0, 0)
     area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
