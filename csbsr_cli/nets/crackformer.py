@@ -16,6 +16,12 @@ Facts for the model registry (also class attributes): ``divisor = 16`` (five 2x2
 the fifth level is upsampled x16, so H and W must be multiples of 16 for the sides to match the input);
 ``global_context = True`` and ``receptive_field = None``: the attention's content term (keys softmaxed over
 all positions) and GroupNorm both see the whole map, so tiles never equal a whole-image forward exactly.
+
+Parity bound: max-pool indices feed max-unpool, and the argmax of a 2x2 window is discontinuous where it
+(nearly) ties. An input change of 1e-6 (or the authors' SR differing from ours by 5e-7) can flip it and move
+a value one pixel over: probabilities then differ by up to a few 1e-3 in small clusters (4.8e-4 on one
+full-size checkpoint); with the indices held fixed the change is ~1e-5. The tie rule itself is PyTorch's
+(first maximum in the window) on both sides (tests/test_hardening.py measures both).
 """
 
 from __future__ import annotations
