@@ -50,6 +50,10 @@ def test_toml_round_trip(tmp_path):
         ({"loss.seg": "lovasz"}, r"loss\.seg: expected one of bc, gbc"),
         ({"data.hr_crop": 100}, r"data\.hr_crop: must be a positive multiple of 8"),
         ({"data.kind": "images"}, r"data\.kind: joint-train needs masks"),
+        ({"data.box_fraction": 1.5}, r"data\.box_fraction: must be in \[0, 1\]"),
+        ({"data.box_presentation": "x2"}, r"data\.box_presentation: expected one of 'lr', 'hr', 'both'"),
+        ({"loss.box": "mil"}, r"loss\.box: expected one of 'projection', 'ignore'"),
+        ({"data.kind": "boxes", "data.boxes": ["b"]}, r"data\.boxes: data\.kind = 'boxes' already"),
         ({"run.amp": "fp8"}, r"run\.amp: expected one of 'auto', 'bf16', 'fp16', 'off'"),
         ({"name": "a/b"}, r"name: not a plain name"),
         ({"joint.blur_skip": True, "joint.joint": False}, r"joint\.blur_skip: cannot be combined"),
@@ -58,6 +62,13 @@ def test_toml_round_trip(tmp_path):
 def test_errors_name_the_key(overrides, message):
     with pytest.raises(InputError, match=message):
         cfg(**overrides)
+
+
+def test_box_data_trains_a_segmenter_only():
+    with pytest.raises(InputError, match=r"data\.boxes: box-labelled data trains a segmenter"):
+        make_config("finetune", {"name": "r", "data": {"train": ["d"], "boxes": ["b"]}})
+    cfg = make_config("joint-train", {"name": "r", "data": {"train": ["b"], "kind": "boxes"}})
+    assert cfg.data.padding == "reflect" and cfg.loss.box == "projection"
 
 
 def test_command_specific_sections_are_checked():
