@@ -13,17 +13,17 @@
 #    one byte for byte;
 # 4. dangling images are removed; the image is kept if it is smaller than SMOKE_KEEP_MB.
 #
-# Environment: DOCKER (client), SMOKE_BASE, SMOKE_TORCH_SPEC, SMOKE_TAG, SMOKE_SHARDS, SMOKE_KEEP_MB,
+# Environment: DOCKER (client), SMOKE_BASE, SMOKE_TORCH_SPEC, SMOKE_TAG, SMOKE_SHARDS, SMOKE_KEEP_MB, SMOKE_TILE,
 # PIP_CA (CA bundle; default the one `pip config list` names).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 base="${SMOKE_BASE:-local/debian:bookworm}"
-torch_spec="${SMOKE_TORCH_SPEC:-torch==2.13.0+cpu torchvision==0.28.0}"
+torch_spec="${SMOKE_TORCH_SPEC:-torch==2.14.1+cpu torchvision==0.29.1+cpu}"  # the docs' CPU build
 tag="${SMOKE_TAG:-csbsr:smoke}"
 shards="${SMOKE_SHARDS:-3}"  # the two sample frames fall in shards 1 and 2: a real split and an empty shard
 keep_mb="${SMOKE_KEEP_MB:-3000}"
-inputs_dir="drone_crops"  # under sample_data/, mounted as /data
+tile="${SMOKE_TILE:-128x192}"  # HxW crops of the sample frames: minutes, not 20, on a loaded 2-core host
 
 step() { printf '\n== %s\n' "$*"; }
 die() { echo "smoke: $*" >&2; exit 1; }
@@ -108,21 +108,31 @@ mkdir -p "$out"
 chmod 0777 "$out"  # the container writes as uid 10001
 mounts=(-v "$repo/sample_data:/data:ro" -v "$out:/out")
 
-step "csbsr segment /data/$inputs_dir (no network)"
+step "small tiles ($tile) of sample_data/drone_crops, cut inside the image"
+run --entrypoint /opt/csbsr/bin/python "${mounts[@]}" "$tag" -c '
+import glob, os, sys
+import cv2
+h, w = map(int, sys.argv[1].split("x"))
+os.makedirs("/out/inputs")
+for f in sorted(glob.glob("/data/drone_crops/*.jpg")):
+    cv2.imwrite("/out/inputs/" + os.path.basename(f), cv2.imread(f)[:h, :w])
+' "$tile"
+
+step "csbsr segment /out/inputs (no network)"
 start=$SECONDS
-run "${mounts[@]}" "$tag" segment "/data/$inputs_dir" -o /out/full -q
+run "${mounts[@]}" "$tag" segment /out/inputs -o /out/full -q
 echo "unsharded run: $((SECONDS - start)) s"
 
 step "csbsr segment --shard K/$shards, then csbsr summary merge (no network)"
 start=$SECONDS
 for ((k = 0; k < shards; k++)); do
-  run "${mounts[@]}" "$tag" segment "/data/$inputs_dir" --shard "$k/$shards" -o /out/sharded -q
+  run "${mounts[@]}" "$tag" segment /out/inputs --shard "$k/$shards" -o /out/sharded -q
 done
 run "${mounts[@]}" "$tag" summary merge /out/sharded/summary.csv /out/sharded
 echo "sharded runs and merge: $((SECONDS - start)) s"
 
 step "docker stop during a run: SIGINT (STOPSIGNAL), exit code 130, no partial output left"
-cid="$("$docker" run -d "${secure[@]}" "${mounts[@]}" "$tag" segment "/data/$inputs_dir" -o /out/stopped -q)"
+cid="$("$docker" run -d "${secure[@]}" "${mounts[@]}" "$tag" segment /data/drone_crops -o /out/stopped -q)"
 for _ in $(seq 120); do  # until the model runs (an interrupt during imports is not the case to test)
   "$docker" logs "$cid" 2>&1 | grep -q ' input(s)' && break
   sleep 1
@@ -138,7 +148,7 @@ leftovers="$(find "$out/stopped" -name '*.part*' | wc -l)"
 echo "exit code $code; no partial files in $(find "$out/stopped" -type f | wc -l) file(s) left"
 
 step "checking the outputs"
-python3 - "$repo/sample_data/$inputs_dir" "$out" "$shards" <<'EOF'
+python3 - "$out/inputs" "$out" "$shards" <<'EOF'
 import csv
 import json
 import sys

@@ -99,7 +99,37 @@ def test_dockerignore_is_an_allowlist() -> None:
     rules = [r for r in (REPO / ".dockerignore").read_text().splitlines() if r and not r.startswith("#")]
     assert rules[0] == "*"
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "csbsr_cli", "models", "docker/wheels"}
+    assert allowed == {
+        "pyproject.toml",
+        "README.md",
+        "csbsr_cli",
+        "models",
+        "docker/wheels",
+        "docker/constraints.txt",
+    }
+
+
+def test_dockerfile_layers_and_pins() -> None:
+    """Build args that pip reads are declared; dependencies come from pyproject.toml, every one pinned by the
+    checked-in constraints, in a layer of their own; the package is installed last, without dependencies."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG PIP_EXTRA_INDEX_URL$", text, re.M)
+    order = [
+        text.index(s)
+        for s in ("${TORCH_SPEC}", "ARG CSBSR_EXTRA", "-c /src/constraints.txt", "--no-deps /src")
+    ]
+    assert order == sorted(order)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = {
+        line.split("==")[0] for line in (REPO / "docker" / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }  # fmt: skip
+    wanted = project["dependencies"] + project["optional-dependencies"]["onnx"]
+    names = {Requirement(r).name.lower() for r in wanted if Requirement(r).marker is None}
+    assert names - {"torch", "torchvision"} <= pinned
 
 
 # --- every csbsr invocation in the docs ----------------------------------------------------------------
