@@ -147,7 +147,7 @@ def segment_command(
         None,
         "--gsd",
         min=0.0,
-        help="Millimetres per input pixel: adds lengths and widths in mm to summary.csv.",
+        help="Millimetres per input pixel: adds figures in mm to summary.csv and cracks.csv.",
     ),
     resume: bool = typer.Option(False, "--resume", help="Skip frames whose outputs are complete."),
     overwrite: bool = typer.Option(
@@ -167,7 +167,8 @@ def segment_command(
     """Super-resolve x4 and segment cracks in images, folders, globs and videos.
 
     Writes mask/, prob/, overlay/ and json/ (with --save-sr/--save-kernel also sr/ and kernel/), mirroring
-    the input folders, plus summary.csv and run.json. Lengths and widths are in SR pixels (input px / 4).
+    the input folders, plus summary.csv (per frame; lengths and widths in SR pixels, input px x 4),
+    cracks.csv (one row per crack, in input pixels) and run.json. Every file and column: docs/outputs.md.
 
     A frame that cannot be read or processed does not stop the batch: it is listed at the end (exit code 3).
     """

@@ -26,11 +26,11 @@ from .skeleton import OFFSETS, SkeletonPixels, distance, skeletonize
 
 DECIMALS = 3
 STATS = (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA)
-MM_FIELDS = {  # per-crack figure in input pixels -> (its name in mm, power of the GSD)
-    "area_px_input": ("area_mm2", 2),
+FIGURES = {  # per-crack figure in input pixels -> (its name in mm, power of the GSD)
     "length_px_input": ("length_mm", 1),
     "mean_width_px_input": ("mean_width_mm", 1),
     "max_width_px_input": ("max_width_mm", 1),
+    "area_px_input": ("area_mm2", 2),
 }
 
 
@@ -48,7 +48,7 @@ class Crack:
     def as_dict(self) -> dict[str, Any]:
         return {
             "crack_id": self.crack_id,
-            **{name: getattr(self, name) for name in MM_FIELDS},
+            **{name: getattr(self, name) for name in FIGURES},
             "bbox_px_input": list(self.bbox_px_input),
             "polylines": [[list(p) for p in line] for line in self.polylines],
             "width_profiles_px_input": self.width_profiles_px_input,
@@ -59,7 +59,7 @@ def with_mm(crack: dict[str, Any], gsd_mm: float | None) -> dict[str, Any]:
     """`crack` (as_dict) plus its figures in mm (area in mm^2), given mm per input pixel."""
     if gsd_mm is None:
         return dict(crack)
-    mm = {mm: round(float(crack[px]) * gsd_mm**power, DECIMALS) for px, (mm, power) in MM_FIELDS.items()}
+    mm = {mm: round(float(crack[px]) * gsd_mm**power, DECIMALS) for px, (mm, power) in FIGURES.items()}
     return {**crack, **mm}
 
 

@@ -8,8 +8,12 @@ Layout under the run directory (`<key>` mirrors the input's subfolders; video fr
     overlay/<key>.jpg   cracks drawn in red over the input frame (input grid)
     sr/<key>.png        the x4 super-resolved frame (optional)
     kernel/<key>.png    the estimated blur kernel, scaled to its maximum and enlarged x8 (optional)
-    json/<key>.json     figures, settings and output list; written last, so it marks the frame complete
+    json/<key>.json     figures, settings, output list and crack instances; written last, so it marks the
+                        frame complete
     summary.csv         one row per frame of the run (also frames completed by an earlier run)
+    cracks.csv          one row per crack of the run, in input pixels (and mm with a GSD)
+
+Every file and column is documented in docs/outputs.md.
 
 Frames are as large as the SR grid (a 1280x720 frame gives 5120x2880), so outputs are encoded while the
 stitcher hands over strips (the mask waits for the last strip: the shape step needs whole pieces; one bool
@@ -25,10 +29,11 @@ import csv
 import io
 import json
 import queue
+import re
 import struct
 import threading
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +46,7 @@ from ..data.image_io import write_png
 from ..errors import InputError
 from ..utils.atomic import atomic_path, write_text_atomic
 from ..utils.folders import LOCK_NAME, ensure_writable
+from .instances import FIGURES, find_cracks, with_mm
 from .measure import CrackMeter
 from .shape import ShapeRule, clean_mask
 
@@ -57,6 +63,9 @@ SUMMARY_FIELDS = (
     "length_px", "max_width_px", "mean_width_px", "error",
 )  # fmt: skip
 MM_FIELDS = ("length_mm", "max_width_mm", "mean_width_mm")
+BBOX_FIELDS = ("bbox_x_px_input", "bbox_y_px_input", "bbox_width_px_input", "bbox_height_px_input")
+CRACK_FIELDS = ("frame", "crack_id", *FIGURES, *BBOX_FIELDS)
+CRACK_MM_FIELDS = tuple(mm for mm, _ in FIGURES.values())
 
 
 @dataclass(frozen=True)
@@ -211,10 +220,12 @@ class TiffStream:
 
 
 def record_json(record: Mapping[str, Any]) -> str:
-    """Indented JSON, except the kernel, which stays on one line instead of 441."""
-    placeholder = "@kernel@"
-    text = json.dumps({**record, "kernel": placeholder}, indent=1)
-    return text.replace(json.dumps(placeholder), json.dumps(record.get("kernel"))) + "\n"
+    """Indented JSON, except the kernel and each crack, one line each instead of hundreds."""
+    cracks = record.get("cracks") or []
+    compact = {"@kernel@": record.get("kernel"), **{f"@crack {i}@": c for i, c in enumerate(cracks)}}
+    shown = {**record, "kernel": "@kernel@", **({"cracks": list(compact)[1:]} if cracks else {})}
+    text = json.dumps(shown, indent=1)
+    return re.sub(r'"(@kernel@|@crack \d+@)"', lambda m: json.dumps(compact[m[1]]), text) + "\n"
 
 
 def fingerprint_matches(record: Mapping[str, Any], out_dir: Path, settings: Mapping[str, Any]) -> bool:
@@ -333,6 +344,7 @@ class FrameWriter:
         for stream in self._streams:
             stream.close()
         measures = self.meter.result()
+        cracks = find_cracks(cleaned, s)
         overlay_part = self._stack.enter_context(atomic_path(self.paths["overlay"]))
         overlay_part.write_bytes(self._overlay())
         if self.options.mask_scale == "input":
@@ -360,6 +372,8 @@ class FrameWriter:
             "outputs": {
                 k: p.relative_to(self.out_dir).as_posix() for k, p in self.paths.items() if k != "json"
             },
+            "crack_count": len(cracks),
+            "cracks": [crack.as_dict() for crack in cracks],
         }
         write_text_atomic(self.paths["json"], record_json(record))
         return record
@@ -384,14 +398,35 @@ def measures_row(record: Mapping[str, Any], scale: int, gsd_mm: float | None) ->
     return row
 
 
-def write_summary(path: Path, records: Sequence[Mapping[str, Any]], scale: int, gsd_mm: float | None) -> None:
+def _write_csv(path: Path, fields: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     buf = io.StringIO()
-    fields = list(SUMMARY_FIELDS) + (list(MM_FIELDS) if gsd_mm is not None else [])
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    for record in sorted(records, key=lambda r: str(r.get("frame", ""))):
-        writer.writerow(measures_row(record, scale, gsd_mm))
+    writer.writerows(rows)
     write_text_atomic(path, buf.getvalue())
+
+
+def _by_frame(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(records, key=lambda r: str(r.get("frame", "")))
+
+
+def write_summary(path: Path, records: Sequence[Mapping[str, Any]], scale: int, gsd_mm: float | None) -> None:
+    fields = list(SUMMARY_FIELDS) + (list(MM_FIELDS) if gsd_mm is not None else [])
+    _write_csv(path, fields, (measures_row(record, scale, gsd_mm) for record in _by_frame(records)))
+
+
+def crack_rows(record: Mapping[str, Any], gsd_mm: float | None) -> Iterator[dict[str, Any]]:
+    """The cracks.csv rows of one frame's record (none for a failed frame)."""
+    for crack in record.get("cracks") or []:
+        figures = with_mm(crack, gsd_mm)
+        row = {k: figures[k] for k in (*CRACK_FIELDS, *CRACK_MM_FIELDS) if k in figures}
+        yield {**row, "frame": record["frame"], **dict(zip(BBOX_FIELDS, crack["bbox_px_input"], strict=True))}
+
+
+def write_cracks(path: Path, records: Sequence[Mapping[str, Any]], gsd_mm: float | None) -> None:
+    """cracks.csv: one row per crack of every frame of the run (docs/outputs.md lists the columns)."""
+    fields = list(CRACK_FIELDS) + (list(CRACK_MM_FIELDS) if gsd_mm is not None else [])
+    _write_csv(path, fields, (row for record in _by_frame(records) for row in crack_rows(record, gsd_mm)))
 
 
 def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:

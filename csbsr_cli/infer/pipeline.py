@@ -34,7 +34,7 @@ from ..utils.atomic import write_text_atomic
 from ..weights import load_model
 from .device import autocast, describe, is_out_of_memory, precision_name, resolve_device, resolve_precision
 from .inputs import Frame, Source, iter_frames
-from .outputs import FrameWriter, OutputOptions, completed_record, write_summary
+from .outputs import FrameWriter, OutputOptions, completed_record, write_cracks, write_summary
 from .tiling import (
     Stitcher,
     StitchMode,
@@ -591,6 +591,7 @@ def segment(
         result.timings.wall_s = time.perf_counter() - t_start
         result.warnings += getattr(runner, "warnings", [])
         write_summary(out_dir / "summary.csv", result.records, job.scale, gsd_mm)
+        write_cracks(out_dir / "cracks.csv", result.records, gsd_mm)
         counts = {
             "frames_ok": result.processed,
             "frames_resumed": result.resumed,

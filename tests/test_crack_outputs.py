@@ -1,0 +1,74 @@
+"""What `segment` writes about crack instances: the list in each frame's JSON and cracks.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_segment import _DarkIsCrack, _tiny_job, cli
+
+from csbsr_cli.data.image_io import write_png
+from csbsr_cli.infer.inputs import discover
+from csbsr_cli.infer.outputs import CRACK_FIELDS, CRACK_MM_FIELDS, MM_FIELDS, SUMMARY_FIELDS, OutputOptions
+from csbsr_cli.infer.pipeline import TorchRunner, segment
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    """Two frames: one dark line 50 input px long (a crack) and a dot; nothing dark at all."""
+    folder = tmp_path_factory.mktemp("frames")
+    img = np.full((40, 60, 3), 0.7, np.float32)
+    img[20, 5:55] = 0.05
+    img[8:10, 40:42] = 0.05
+    write_png(folder / "a.png", img)
+    write_png(folder / "b.png", np.full((40, 60, 3), 0.7, np.float32))
+    return folder
+
+
+def run(frames: Path, out: Path, gsd_mm: float | None) -> list[dict[str, str]]:
+    runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
+    result = segment(discover([str(frames)]), out, runner, _tiny_job(OutputOptions(0.5)), gsd_mm=gsd_mm)
+    assert result.processed == 2
+    with open(out / "cracks.csv", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cracks_csv_and_json_list_every_crack_in_input_pixels_and_mm(frames: Path, tmp_path: Path) -> None:
+    rows = run(frames, tmp_path / "mm", gsd_mm=2.0)
+    assert list(rows[0]) == [*CRACK_FIELDS, *CRACK_MM_FIELDS]
+    assert [(r["frame"], r["crack_id"]) for r in rows] == [("a", "1"), ("a", "2")]  # b has none
+    dot, line = sorted(rows, key=lambda r: float(r["length_px_input"]))
+    assert float(line["length_px_input"]) == pytest.approx(50, abs=2)
+    assert float(line["length_mm"]) == pytest.approx(2 * float(line["length_px_input"]), abs=1e-3)
+    assert float(line["max_width_mm"]) == pytest.approx(2 * float(line["max_width_px_input"]), abs=1e-3)
+    assert (
+        0
+        <= int(line["bbox_y_px_input"])
+        <= 20
+        < int(line["bbox_y_px_input"]) + int(line["bbox_height_px_input"])
+    )
+    assert int(line["bbox_width_px_input"]) == pytest.approx(50, abs=2)
+    assert float(dot["length_px_input"]) < 5
+    record = json.loads((tmp_path / "mm" / "json" / "a.json").read_text())
+    assert record["crack_count"] == 2
+    by_id = {str(c["crack_id"]): c for c in record["cracks"]}
+    assert by_id[line["crack_id"]]["length_px_input"] == float(line["length_px_input"])
+    assert by_id[line["crack_id"]]["bbox_px_input"][2] == int(line["bbox_width_px_input"])
+    assert json.loads((tmp_path / "mm" / "json" / "b.json").read_text())["cracks"] == []
+
+
+def test_cracks_csv_without_gsd_has_no_mm_columns(frames: Path, tmp_path: Path) -> None:
+    rows = run(frames, tmp_path / "px", gsd_mm=None)
+    assert list(rows[0]) == list(CRACK_FIELDS) and len(rows) == 2
+
+
+def test_every_column_is_documented_and_help_links_the_docs(capsys) -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text(encoding="utf-8")
+    for column in (*CRACK_FIELDS, *CRACK_MM_FIELDS, *SUMMARY_FIELDS, *MM_FIELDS):
+        assert f"`{column}`" in docs, column
+    code, text = cli(capsys, "segment", "--help")
+    assert code == 0 and "docs/outputs.md" in text
