@@ -61,6 +61,24 @@ def test_cracks_csv_and_json_list_every_crack_in_input_pixels_and_mm(frames: Pat
     assert json.loads((tmp_path / "mm" / "json" / "b.json").read_text())["cracks"] == []
 
 
+def test_geojson_per_frame_parses_and_lies_inside_the_frame(frames: Path, tmp_path: Path) -> None:
+    run(frames, tmp_path, gsd_mm=None)
+    record = json.loads((tmp_path / "json" / "a.json").read_text())
+    assert record["outputs"]["geojson"] == "geojson/a.geojson"
+    doc = json.loads((tmp_path / "geojson" / "a.geojson").read_text(encoding="utf-8"))
+    assert doc["type"] == "FeatureCollection"
+    assert {f["properties"]["crack_id"] for f in doc["features"]} == {c["crack_id"] for c in record["cracks"]}
+    points = []
+    for feature in doc["features"]:
+        geometry = feature["geometry"]
+        points += geometry["coordinates"] if geometry["type"] == "LineString" else [geometry["coordinates"]]
+    xs, ys = np.array(points).T
+    assert xs.min() >= 0 and xs.max() <= 60 and ys.min() >= 0 and ys.max() <= 40  # the 60 x 40 frame
+    line = max(doc["features"], key=lambda f: f["properties"]["length_px_input"])
+    assert np.allclose(np.array(line["geometry"]["coordinates"])[:, 1], 20.5, atol=0.5)  # the dark row 20
+    assert json.loads((tmp_path / "geojson" / "b.geojson").read_text())["features"] == []
+
+
 def test_cracks_csv_without_gsd_has_no_mm_columns(frames: Path, tmp_path: Path) -> None:
     rows = run(frames, tmp_path / "px", gsd_mm=None)
     assert list(rows[0]) == list(CRACK_FIELDS) and len(rows) == 2

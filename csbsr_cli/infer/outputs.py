@@ -6,6 +6,7 @@ Layout under the run directory (`<key>` mirrors the input's subfolders; video fr
                         with --mask-scale input)
     prob/<key>.png      crack probability, 16-bit PNG (value / 65535), or prob/<key>.tiff float32
     overlay/<key>.jpg   cracks drawn in red over the input frame (input grid)
+    geojson/<key>.geojson  one LineString per crack polyline, in input-frame pixels
     sr/<key>.png        the x4 super-resolved frame (optional)
     kernel/<key>.png    the estimated blur kernel, scaled to its maximum and enlarged x8 (optional)
     json/<key>.json     figures, settings, output list and crack instances; written last, so it marks the
@@ -46,6 +47,7 @@ from ..data.image_io import write_png
 from ..errors import InputError
 from ..utils.atomic import atomic_path, write_text_atomic
 from ..utils.folders import LOCK_NAME, ensure_writable
+from .annotations import frame_geojson
 from .instances import FIGURES, find_cracks, with_mm
 from .measure import CrackMeter
 from .shape import ShapeRule, clean_mask
@@ -85,6 +87,7 @@ class OutputOptions:
             "mask": ".png",
             "prob": ".tiff" if self.prob_format == "tiff" else ".png",
             "overlay": ".jpg",
+            "geojson": ".geojson",
         }
         if self.save_sr:
             suffixes["sr"] = ".png"
@@ -347,6 +350,9 @@ class FrameWriter:
         cracks = find_cracks(cleaned, s)
         overlay_part = self._stack.enter_context(atomic_path(self.paths["overlay"]))
         overlay_part.write_bytes(self._overlay())
+        geojson = frame_geojson(self.key, (self.image.shape[1], self.image.shape[0]), cracks)
+        geojson_part = self._stack.enter_context(atomic_path(self.paths["geojson"]))
+        geojson_part.write_text(json.dumps(geojson) + "\n", encoding="utf-8")
         if self.options.mask_scale == "input":
             mask_part = self._stack.enter_context(atomic_path(self.paths["mask"]))
             write_png(mask_part, self.small_mask.astype(np.uint8) * np.uint8(255))
