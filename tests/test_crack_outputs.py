@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -90,3 +91,23 @@ def test_every_column_is_documented_and_help_links_the_docs(capsys) -> None:
         assert f"`{column}`" in docs, column
     code, text = cli(capsys, "segment", "--help")
     assert code == 0 and "docs/outputs.md" in text
+
+
+def test_coco_file_decodes_to_exactly_the_input_scale_mask(frames: Path, tmp_path: Path) -> None:
+    mask_api = pytest.importorskip("pycocotools.mask")
+    run(frames, tmp_path, gsd_mm=None)
+    doc = json.loads((tmp_path / "coco.json").read_text(encoding="utf-8"))
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in doc["images"]] == [
+        (1, "a.png", 60, 40),
+        (2, "b.png", 60, 40),
+    ]
+    assert doc["categories"][0]["name"] == "crack" and len(doc["annotations"]) == 2
+    union = np.zeros((40, 60), bool)
+    for ann in doc["annotations"]:
+        assert ann["image_id"] == 1 and ann["segmentation"]["size"] == [40, 60]
+        rle = {**ann["segmentation"], "counts": ann["segmentation"]["counts"].encode()}
+        decoded = mask_api.decode(rle).astype(bool)
+        assert decoded.sum() == ann["area"] and mask_api.toBbox(rle).tolist() == ann["bbox"]
+        union |= decoded
+    sr_mask = cv2.imread(str(tmp_path / "mask" / "a.png"), cv2.IMREAD_UNCHANGED) > 0
+    np.testing.assert_array_equal(union, sr_mask.reshape(40, 4, 60, 4).any(axis=(1, 3)))

@@ -15,7 +15,7 @@ skeleton stops, about half a width short of each end, and keep one point every `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -44,6 +44,8 @@ class Crack:
     bbox_px_input: tuple[int, int, int, int]  # x, y, width, height of the input pixels the crack touches
     polylines: list[list[tuple[float, float]]]  # (x, y) points, input pixels
     width_profiles_px_input: list[list[float]]  # the width at each polyline point
+    # The input pixels it covers (those whose SR block holds any of its pixels), cropped to its bbox.
+    mask_px_input: np.ndarray = field(compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +114,8 @@ def trace(neighbours: list[list[int]]) -> list[list[int]]:
 
 def find_cracks(mask: np.ndarray, scale: int) -> list[Crack]:
     """The crack instances of a bool mask on a grid `scale` times finer than the input frame."""
+    if mask.shape[0] % scale or mask.shape[1] % scale:
+        raise ValueError(f"a {mask.shape} mask is not an x{scale} grid")
     mask = np.ascontiguousarray(mask, dtype=bool)
     n, labels, stats = pieces(mask)
     if n <= 1:
@@ -136,6 +140,7 @@ def find_cracks(mask: np.ndarray, scale: int) -> list[Crack]:
         x, y, w, h, area = (int(stats[k, c]) for c in STATS)
         x0, y0 = x // scale, y // scale
         box = (x0, y0, -(-(x + w) // scale) - x0, -(-(y + h) // scale) - y0)
+        blocks = labels[y0 * scale : (y0 + box[3]) * scale, x0 * scale : (x0 + box[2]) * scale] == k
         cracks.append(
             Crack(
                 crack_id=k,
@@ -146,6 +151,7 @@ def find_cracks(mask: np.ndarray, scale: int) -> list[Crack]:
                 bbox_px_input=box,
                 polylines=lines[k],
                 width_profiles_px_input=profiles[k],
+                mask_px_input=blocks.reshape(box[3], scale, box[2], scale).any(axis=(1, 3)),
             )
         )
     return cracks

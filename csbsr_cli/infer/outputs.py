@@ -13,6 +13,7 @@ Layout under the run directory (`<key>` mirrors the input's subfolders; video fr
                         frame complete
     summary.csv         one row per frame of the run (also frames completed by an earlier run)
     cracks.csv          one row per crack of the run, in input pixels (and mm with a GSD)
+    coco.json           every crack of the run as a COCO instance (RLE mask at input-frame scale)
 
 Every file and column is documented in docs/outputs.md.
 
@@ -47,7 +48,7 @@ from ..data.image_io import write_png
 from ..errors import InputError
 from ..utils.atomic import atomic_path, write_text_atomic
 from ..utils.folders import LOCK_NAME, ensure_writable
-from .annotations import frame_geojson
+from .annotations import coco_document, coco_fields, frame_geojson
 from .instances import FIGURES, find_cracks, with_mm
 from .measure import CrackMeter
 from .shape import ShapeRule, clean_mask
@@ -379,7 +380,7 @@ class FrameWriter:
                 k: p.relative_to(self.out_dir).as_posix() for k, p in self.paths.items() if k != "json"
             },
             "crack_count": len(cracks),
-            "cracks": [crack.as_dict() for crack in cracks],
+            "cracks": [{**crack.as_dict(), **coco_fields(crack, self.image.shape[:2])} for crack in cracks],
         }
         write_text_atomic(self.paths["json"], record_json(record))
         return record
@@ -433,6 +434,11 @@ def write_cracks(path: Path, records: Sequence[Mapping[str, Any]], gsd_mm: float
     """cracks.csv: one row per crack of every frame of the run (docs/outputs.md lists the columns)."""
     fields = list(CRACK_FIELDS) + (list(CRACK_MM_FIELDS) if gsd_mm is not None else [])
     _write_csv(path, fields, (row for record in _by_frame(records) for row in crack_rows(record, gsd_mm)))
+
+
+def write_coco(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """coco.json: every crack of the run as a COCO instance with an RLE mask at input-frame scale."""
+    write_text_atomic(path, json.dumps(coco_document(records)) + "\n")
 
 
 def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:

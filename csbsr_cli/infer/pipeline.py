@@ -34,7 +34,7 @@ from ..utils.atomic import write_text_atomic
 from ..weights import load_model
 from .device import autocast, describe, is_out_of_memory, precision_name, resolve_device, resolve_precision
 from .inputs import Frame, Source, iter_frames
-from .outputs import FrameWriter, OutputOptions, completed_record, write_cracks, write_summary
+from .outputs import FrameWriter, OutputOptions, completed_record, write_coco, write_cracks, write_summary
 from .tiling import (
     Stitcher,
     StitchMode,
@@ -592,6 +592,7 @@ def segment(
         result.warnings += getattr(runner, "warnings", [])
         write_summary(out_dir / "summary.csv", result.records, job.scale, gsd_mm)
         write_cracks(out_dir / "cracks.csv", result.records, gsd_mm)
+        write_coco(out_dir / "coco.json", result.records)
         counts = {
             "frames_ok": result.processed,
             "frames_resumed": result.resumed,
