@@ -124,7 +124,7 @@ def find_cracks(mask: np.ndarray, scale: int) -> list[Crack]:
     ys, xs = np.nonzero(skel)
     pixels = SkeletonPixels(skel, distance(mask, (True, True, True)), ys, xs)
     label = labels[ys - 1, xs - 1]
-    length = np.bincount(label, weights=pixels.lengths(), minlength=n)
+    length = np.bincount(label, weights=pixels.lengths(), minlength=n).tolist()
     width = pixels.widths(np.pad(mask, 1))
     max_width = np.zeros(n)
     np.maximum.at(max_width, label, width)
@@ -147,7 +147,7 @@ def find_cracks(mask: np.ndarray, scale: int) -> list[Crack]:
                 area_px_input=round(area / scale**2, DECIMALS),
                 length_px_input=round(length[k] / scale, DECIMALS),
                 mean_width_px_input=round(area / length[k] / scale, DECIMALS) if length[k] > 0 else 0.0,
-                max_width_px_input=round(max_width[k] / scale, DECIMALS),
+                max_width_px_input=round(float(max_width[k]) / scale, DECIMALS),
                 bbox_px_input=box,
                 polylines=lines[k],
                 width_profiles_px_input=profiles[k],
