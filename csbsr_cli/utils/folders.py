@@ -52,7 +52,8 @@ def _holder(path: Path) -> str:
 def folder_lock(folder: Path, lock_name: str = LOCK_NAME) -> Iterator[None]:
     """Hold `folder` for one run (an flock on `folder/<lock_name>` holding our PID); a second run on the same
     folder is refused, naming the process that holds it. The OS drops the lock if the run is killed.
-    A training run locks `.<name>.lock` beside its run folder, which --overwrite deletes and recreates."""
+    A training run locks `.<name>.lock` beside its run folder, which --overwrite deletes and recreates.
+    The lock file is removed when the run ends."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / lock_name
     if fcntl is None:
@@ -62,6 +63,8 @@ def folder_lock(folder: Path, lock_name: str = LOCK_NAME) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not path.exists() or not os.path.samestat(os.stat(path), os.fstat(fd)):
+                raise BlockingIOError(errno.EAGAIN, "removed by the run that held it")  # lost a race
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
@@ -73,8 +76,9 @@ def folder_lock(folder: Path, lock_name: str = LOCK_NAME) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         yield
+        path.unlink()  # still holding it: a run that opened the old file sees it gone and refuses
     finally:
-        os.close(fd)  # releases the lock; the file stays (removing it would race with a waiting run)
+        os.close(fd)
 
 
 @contextlib.contextmanager
