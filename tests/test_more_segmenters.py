@@ -190,8 +190,10 @@ def test_joint_kbpn_crackformer_golden(fixtures_dir: Path) -> None:
         normalised = model.normalise(out.sr)
     assert _max_diff(out.sr, ref["sr"]) <= 1e-5 * ref["sr"].abs().max().item()
     assert _max_diff(normalised, ref["sr_normalized"]) <= 1e-5 * ref["sr_normalized"].abs().max().item()
-    assert _max_diff(out.prob, ref["seg"]) <= 5e-5
-    assert _max_diff(out.aux, ref["seg_sides"]) <= 5e-5
+    # CrackFormer's max-unpool moves a value one pixel over when the SR's last bits flip a near-tie in
+    # its max-pool (nets/crackformer.py): 5.7e-5 on an AMD EPYC build, below 5e-5 on the previous CI host.
+    assert _max_diff(out.prob, ref["seg"]) <= 1e-4
+    assert _max_diff(out.aux, ref["seg_sides"]) <= 1e-4
     assert _max_diff(out.kernel, ref["kernel"]) <= 1e-7
 
 
