@@ -27,3 +27,26 @@ def test_table_marks_missing_image_quality() -> None:
     values = dict.fromkeys(ab.COLUMNS, 0.5) | {"PSNR": None, "SSIM": None}
     table = ab.markdown([{"label": "HR", "values": values, "threshold": 0.42}])
     assert "| HR | 0.5 | 0.5 | 0.5 | 0.5 | n/a | n/a | 5.00e-01 | 0.42 |" in table
+
+
+def test_shape_rows_rescore_the_saved_predictions(tmp_path) -> None:
+    row = ab.Row("new", "runs/x", False)
+    raw = ab.evaluate_cmd(row, tmp_path / "dev", tmp_path / "out", "val", 2)
+    shaped = ab.evaluate_cmd(row, tmp_path / "dev", tmp_path / "out", "val", 2, "8:4")
+    assert "--save-predictions" in raw and "runs/x" in raw
+    assert shaped[shaped.index("--predictions") + 1] == str(tmp_path / "out")
+    assert shaped[shaped.index("-o") + 1] == f"{tmp_path / 'out'}-shape"
+    assert (
+        shaped[shaped.index("--min-length") + 1] == "8"
+        and shaped[shaped.index("--min-elongation") + 1] == "4"
+    )
+    assert "runs/x" not in shaped
+
+
+def test_table_gets_drone_columns_when_rows_have_them() -> None:
+    values = dict.fromkeys(ab.COLUMNS, 0.5) | dict.fromkeys(ab.DRONE_COLUMNS, 0.25) | {"outside_rate": 1e-3}
+    table = ab.markdown([{"label": "new", "values": values, "threshold": 0.6}])
+    assert table.splitlines()[0].endswith(
+        "| box_precision | box_recall | outside_rate | free_marked | threshold |"
+    )
+    assert "| 0.25 | 0.25 | 1.00e-03 | 0.25 | 0.60 |" in table
