@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from .errors import InputError, ModelError
+from .utils.digest import sha256_file
 from .utils.folders import contained
 from .utils.schema import checked, field_error
 
@@ -43,6 +44,8 @@ SEGMENTERS: dict[str, str] = {
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 CARD_SUFFIX = ".json"
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt")
+RESULT_FILE = "result.json"  # written by a finished training run; names the model card it exported
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,15 @@ def spec_from_card(card_path: Path, known: Mapping[str, ModelSpec]) -> ModelSpec
     )
 
 
+def arch_with(segmenter_type: str) -> str:
+    """The first built-in entry with this segmenter: the `arch` of a card whose training changed the segmenter
+    (the blur skip), so that no other module hard-codes a model name."""
+    for spec in BUILTINS:
+        if spec.segmenter_type == segmenter_type:
+            return spec.name
+    raise ModelError(f"no built-in model has a {segmenter_type!r} segmenter")
+
+
 def builtin_specs() -> dict[str, ModelSpec]:
     """The built-in architectures by name: what a card's `arch` refers to (a zoo card may shadow a name)."""
     return {s.name: s for s in BUILTINS}
@@ -345,6 +357,30 @@ def _is_card(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(card, dict) and "arch" in card and "name" in card
+
+
+def folder_card(folder: Path) -> Path:
+    """The model card a folder stands for: a finished training run's (its result.json names it, wherever
+    it was exported), else the one card in the folder or in its models/ subfolder."""
+    result = folder / RESULT_FILE
+    if result.is_file():
+        try:
+            return Path(json.loads(result.read_text(encoding="utf-8"))["model_card"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ModelError("unreadable training result (no model_card named)", result) from None
+    cards = [p for d in (folder, folder / "models") for p in sorted(d.glob(f"*{CARD_SUFFIX}")) if _is_card(p)]
+    if len(cards) != 1:
+        raise ModelError(
+            f"expected one model card (*.json with 'arch') in the folder, found {len(cards)}", folder
+        )
+    return cards[0]
+
+
+def weights_file_spec(arch: ModelSpec, path: Path) -> ModelSpec:
+    """`arch` with the weights of a file no card describes; its sha256 is taken now, so loading, outputs and
+    exported cards record which file it was."""
+    weights = WeightsSpec(path.resolve(), sha256_file(path), provenance=f"weights file {path.name}")
+    return replace(arch, weights=weights, source=str(path))
 
 
 def model_dirs(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
@@ -376,22 +412,26 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self.specs)
 
-    def resolve(self, ref: str | os.PathLike[str]) -> ModelSpec:
-        """A registry name, a model card (.json), or a folder holding exactly one card: a models folder, or
-        a training run (its card is exported to models/)."""
+    def resolve(self, ref: str | os.PathLike[str], arch: str | None = None) -> ModelSpec:
+        """The one rule every command (segment, evaluate, export, import, training's --init) reads a model
+        reference by: a registry name; a model card (.json); a folder (see `folder_card`); or a weights file
+        (.safetensors / .pth / .pt) with the name of its architecture `arch`."""
         ref = str(ref)
         if ref in self.specs:
             return self.get(ref)
         path = Path(ref)
         if path.is_dir():
-            cards = [
-                p for d in (path, path / "models") for p in sorted(d.glob(f"*{CARD_SUFFIX}")) if _is_card(p)
-            ]
-            if len(cards) != 1:
+            path = folder_card(path)
+        elif path.suffix in WEIGHTS_SUFFIXES:
+            if not path.is_file():
+                raise ModelError("weights file not found", path)
+            if arch is None:
                 raise ModelError(
-                    f"expected one model card (*.json with 'arch') in the folder, found {len(cards)}", path
+                    "a weights file needs a model card: import it with `csbsr models import --arch A`"
+                    " (training's --init takes it with --arch)",
+                    path,
                 )
-            path = cards[0]
+            return weights_file_spec(self.architecture(arch), path)
         elif not path.is_file():
             return self.get(ref)  # neither a name nor a file: the error lists the known names
         if path.suffix != CARD_SUFFIX:
@@ -399,6 +439,12 @@ class Registry:
                 "give a model card (.json); import a checkpoint first with `csbsr models import`", path
             )
         return spec_from_card(path, builtin_specs())
+
+    def architecture(self, name: str) -> ModelSpec:
+        """What a bare weights file is read as: the built-in entry itself rather than a card shadowing its
+        name (the zoo's csbsr-lite, whose weights, threshold and licence describe other weights), else a
+        card."""
+        return builtin_specs().get(name) or self.get(name)
 
     def get(self, name: str) -> ModelSpec:
         try:

@@ -3,7 +3,6 @@ its card is refused. Importing the authors' checkpoints checks every key and sha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -19,18 +18,11 @@ from torch import nn
 from .errors import ModelError
 from .registry import ModelSpec, Registry, build_network, builtin_specs, model_dirs
 from .utils.atomic import atomic_path, write_text_atomic
+from .utils.digest import sha256_file
 from .utils.folders import contained
 
 DP_PREFIX = "module."  # DataParallel / DDP prefix in the authors' checkpoints
 MAX_LISTED = 8  # mismatching keys shown in an error message
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -116,7 +108,10 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], arch: str, p
 
 
 def load_model(spec: ModelSpec, *, require_weights: bool = False, **overrides: Any) -> nn.Module:
-    """Build `spec` and load its weights (verified sha256, strict keys); random weights if it has none."""
+    """Build `spec` and load its weights (verified sha256, strict keys); random weights if it has none.
+
+    The one loader: every command turns its model reference into a spec with `Registry.resolve`, then
+    calls this, so a name, a card, a run folder and a weights file load the same way everywhere."""
     model = build_network(spec, **overrides)
     if spec.weights is None:
         if require_weights:
@@ -188,19 +183,14 @@ def import_checkpoint(
 ) -> Path:
     """Convert an authors' joint checkpoint into a safetensors model usable by name everywhere; it goes to
     `out_dir`, else where `user_models_dir(models_dirs)` says."""
-    registry = Registry(models_dirs)
-    # The architecture itself, not a card that shadows its name (the zoo's trained csbsr-lite).
-    builtins = builtin_specs()
-    spec = builtins.get(arch) or registry.get(arch)
-    if name in builtins:
+    if name in builtin_specs():
         raise ModelError(f"name {name!r} is a built-in model; choose another --name")
-    model = build_network(spec)
-    load_state(model, read_checkpoint(checkpoint), arch, checkpoint)
+    spec = Registry(models_dirs).resolve(checkpoint, arch=arch)
     return save_model(
-        model,
+        load_model(spec),
         spec,
         name,
         out_dir or user_models_dir(models_dirs),
-        provenance=f"imported from {checkpoint.name} (sha256 {sha256_file(checkpoint)})",
+        provenance=f"imported from {checkpoint.name} (sha256 {spec.weights.sha256})",
         licence="as released by the checkpoint's authors",
     )

@@ -18,7 +18,7 @@ import torch
 from synth import make_crack_image
 
 from csbsr_cli.errors import InputError
-from csbsr_cli.registry import Registry
+from csbsr_cli.registry import ZOO_DIR, Registry
 from csbsr_cli.train import checkpoint
 from csbsr_cli.train import engine as engine_mod
 from csbsr_cli.train.config import make_config
@@ -244,6 +244,48 @@ def test_blur_skip_trains_only_the_branch(ws):
     branch = {k for k in after if k.startswith("segmentation_model.blur_skip.")}
     assert branch and not set(before) & branch
     assert all(torch.equal(before[k], after[k]) for k in before)  # frozen, BN statistics included
+
+
+def test_init_takes_a_name_a_card_a_run_folder_or_a_weights_file(ws):
+    """--init reads every model reference by the rule segment and evaluate use (Registry.resolve): a name and
+    its card start from the same (seeded random) weights; a run folder, its card and its weights file (with
+    --arch) start from the weights the run exported."""
+    base = train(
+        make_config("joint-train", run_config(ws, "joint-train", "init-base", optim={"iterations": 1}))
+    )
+    trained = exported(base)
+
+    def start(init: str, **model: str) -> tuple[dict[str, torch.Tensor], bool]:
+        section = {"init": init, "models_dirs": [str(ws.models)], **model}
+        _, net, random_init = start_model(
+            make_config("joint-train", run_config(ws, "joint-train", "x", model=section))
+        )
+        return net.state_dict(), random_init
+
+    def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    by_name, random_name = start("tiny")
+    by_card, random_card = start(str(ws.models / "tiny.json"))
+    assert random_name and random_card and same(by_name, by_card)
+    for init, model in (
+        (str(base.run_dir), {}),
+        (str(base.model_card), {}),
+        (str(base.model_card.with_suffix(".safetensors")), {"arch": "tiny"}),
+    ):
+        state, random_init = start(init, **model)
+        assert not random_init and same(state, trained), init
+    assert not same(by_name, trained)
+
+
+def test_init_with_a_zoo_card_path_loads_its_weights(ws):
+    """The issue's case: `--init models/csbsr-lite.json` was read as a weights file needing --arch."""
+    card = ZOO_DIR / "csbsr-lite.json"
+    cfg = make_config("joint-train", run_config(ws, "joint-train", "x", model={"init": str(card)}))
+    spec, model, random_init = start_model(cfg)
+    assert spec.source == str(card) and not random_init
+    zoo = load_model(Registry().get("csbsr-lite"), require_weights=True).state_dict()
+    assert all(torch.equal(v, zoo[k]) for k, v in model.state_dict().items())
 
 
 def test_joint_options_of_the_paper_and_the_authors(ws):

@@ -65,7 +65,11 @@ COMMON = (
         "init",
         "model.init",
         str | None,
-        typer.Option(None, "--init", help="Start model: registry name, weights file or finished run dir."),
+        typer.Option(
+            None,
+            "--init",
+            help="Start model: registry name, model card, finished run folder or weights file (with --arch).",
+        ),
     ),
     Flag(
         "arch",

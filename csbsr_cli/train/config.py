@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ..errors import InputError
 from ..losses.segmentation import SEG_LOSS_KINDS
+from ..registry import DEFAULT_MODEL
 from ..utils.schema import build, field_error
 
 try:  # Python >= 3.11
@@ -34,7 +35,7 @@ COMMANDS: tuple[str, ...] = typing.get_args(Command)
 
 @dataclass
 class ModelConfig:
-    init: str = "csbsr-lite"  # registry name, weights file (.safetensors / .pth) or a finished run directory
+    init: str = DEFAULT_MODEL  # registry name, model card, finished run folder or weights file (+ arch)
     arch: str = ""  # registry architecture of a weights file given as `init`
     models_dirs: list[str] = field(default_factory=list)  # extra model directories (as --models-dir)
     output_name: str = ""  # name of the trained model; default: the run name
@@ -266,7 +267,7 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     _check(
         "/" not in cfg.name and cfg.name not in (".", ".."), source, "name", f"not a plain name: {cfg.name!r}"
     )
-    _check(bool(cfg.model.init), source, "model.init", "a registry name, weights file or run dir is required")
+    _check(bool(cfg.model.init), source, "model.init", "a name, card, run folder or weights file is required")
     d, o, lo, j = cfg.data, cfg.optim, cfg.loss, cfg.joint
     _check(bool(d.train), source, "data.train", "at least one training folder is required (--data)")
     _check(

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -44,16 +44,15 @@ from ..metrics import segmentation as segmetrics
 from ..metrics.boxes import BoxCounts
 from ..metrics.image import psnr
 from ..metrics.presets import DEFAULT as METRIC_PRESET
-from ..registry import BUILTINS, ModelSpec, Registry, build_network
+from ..registry import RESULT_FILE, ModelSpec, Registry, builtin_specs, weights_file_spec
 from ..utils.atomic import atomic_path, remove_stale_parts, write_text_atomic
 from ..utils.folders import folder_lock
 from ..utils.progress import progress_bar
-from ..weights import load_state, read_checkpoint, save_model, saveable_state
+from ..weights import load_model, save_model, saveable_state
 from . import checkpoint, distributed
 from .config import TrainConfig, check_resume, dumps, load
 from .data import EpochIndexed, StreamSampler, TrainData, build_data, crack_fraction, ignore_sigint
 from .models import (
-    RESULT_FILE,
     card_extra,
     freeze_all_but,
     kernel_parameter_names,
@@ -614,9 +613,7 @@ class Trainer:
         cfg = self.cfg
         model = self.model
         if cfg.model.export == "best" and (self.run_dir / checkpoint.BEST).is_file():
-            model = build_network(self.spec)
-            best = self.run_dir / checkpoint.BEST
-            load_state(model, read_checkpoint(best), self.spec.name, best)
+            model = load_model(weights_file_spec(self.spec, self.run_dir / checkpoint.BEST))
         export_dir = Path(cfg.model.export_dir) if cfg.model.export_dir else self.run_dir / "models"
         how = (
             f"{cfg.command}, {status} at step {self.step}/{cfg.optim.iterations}, {cfg.model.export} weights"
@@ -679,17 +676,24 @@ class _Progress:
             self.console.print(f"step {record['step']}: {info}")
 
 
-def start_model(cfg: TrainConfig) -> tuple[ModelSpec, nn.Module]:
+class StartModel(NamedTuple):
+    spec: ModelSpec
+    model: nn.Module
+    random_init: bool  # the start model had no weights
+
+
+def start_model(cfg: TrainConfig) -> StartModel:
     """The run's start model (with a new blur-skip branch for --blur-skip), seeded so that new parts are
     initialised identically on every rank and in every run."""
     torch.manual_seed(cfg.seed)
     spec, model = resolve_init(cfg, Registry(cfg.model.models_dirs))
+    random_init = spec.weights is None
     if cfg.command == "joint-train" and cfg.joint.blur_skip:
         spec, model = with_blur_skip(spec, model)
     name = cfg.model.output_name or cfg.name
-    if any(b.name == name for b in BUILTINS):
+    if name in builtin_specs():
         raise ModelError(f"{name!r} is a built-in model name; choose another model.output_name / --name")
-    return spec, model
+    return StartModel(spec, model, random_init)
 
 
 def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool) -> dict[str, Any] | None:
@@ -784,12 +788,10 @@ def train(
         if resume and not info.is_main and (run_dir / checkpoint.LAST).is_file():
             state = checkpoint.load(run_dir / checkpoint.LAST)
 
-        spec, model = start_model(cfg)
-        init = cfg.model.init
-        random_init = not Path(init).exists() and Registry(cfg.model.models_dirs).get(init).weights is None
+        spec, model, random_init = start_model(cfg)
         if random_init and info.is_main and not resume:
             Console(stderr=True).print(
-                f"note: model {init!r} has no weights: training starts from random ones"
+                f"note: model {cfg.model.init!r} has no weights: training starts from random ones"
             )
         data = build_data(cfg, spec.scale) if train_set is None else TrainData(train_set, val_set, [], [], [])
         trainer = Trainer(cfg, info, run_dir, spec, model, data, state, on_step)

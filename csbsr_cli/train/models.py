@@ -1,66 +1,39 @@
 """Which model a run starts from, which of its parameters train, and how it is exported by name.
 
-A run starts from a registry name (its weights, or a random init for a bare architecture), a weights file
-(.safetensors / .pth, with ``model.arch``) or a finished run directory (the model it exported). It ends
-with safetensors + a model card, so every subcommand can use the trained model by name.
+A run starts from any model reference ``Registry.resolve`` reads (a name, its weights or a random init for a
+bare architecture; a card; a finished run folder; a weights file with ``model.arch``). It ends with
+safetensors + a model card, so every subcommand can use the trained model by name.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ..errors import ModelError
-from ..registry import ModelSpec, Registry, build_network, builtin_specs, spec_from_card
-from ..weights import load_model, load_state, read_checkpoint
+from ..registry import ModelSpec, Registry, arch_with, build_network
+from ..weights import load_model
 from .config import TrainConfig
 
-RESULT_FILE = "result.json"  # written by a finished run; names its exported model card
-BLUR_SKIP_ARCH = "csbsr-pspnet-blurskip"
+BLUR_SKIP_TYPE = "pspnet-blurskip"
 BLUR_SKIP_PREFIX = "segmentation_model.blur_skip."
 CARD_METADATA = ("scale", "divisor", "halo", "global_context", "tile", "overlap", "threshold", "manifest")
 
 
-def _run_card(run_dir: Path) -> ModelSpec:
-    result = run_dir / RESULT_FILE
-    try:
-        card = Path(json.loads(result.read_text(encoding="utf-8"))["model_card"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ModelError(
-            "not a finished csbsr training run (no result.json naming its model)", run_dir
-        ) from None
-    return spec_from_card(card, builtin_specs())
-
-
 def resolve_init(cfg: TrainConfig, registry: Registry) -> tuple[ModelSpec, nn.Module]:
-    """The start model and its spec (weights loaded and verified)."""
-    init = cfg.model.init
-    path = Path(init)
-    if path.is_dir():
-        spec = _run_card(path)
-        return spec, load_model(spec, require_weights=True)
-    if path.suffix in (".safetensors", ".pth", ".pt") or path.is_file():
-        if not cfg.model.arch:
-            raise ModelError(
-                "starting from a weights file needs its architecture (model.arch / --arch)", path
-            )
-        spec = registry.get(cfg.model.arch)
-        model = build_network(spec)
-        load_state(model, read_checkpoint(path), spec.name, path)
-        return spec, model
-    spec = registry.get(init)
+    """The start model and its spec, by the rule every command shares (`Registry.resolve`), weights loaded
+    and verified; ``model.arch`` names the architecture of a bare weights file."""
+    spec = registry.resolve(cfg.model.init, arch=cfg.model.arch or None)
     return spec, load_model(spec)
 
 
 def with_blur_skip(spec: ModelSpec, model: nn.Module) -> tuple[ModelSpec, nn.Module]:
     """The same model with a (new, randomly initialised) blur-skip branch on its PSPNet, for `--blur-skip`."""
     seg = dict(spec.config["segmenter"])
-    if seg["type"] == "pspnet-blurskip":
+    if seg["type"] == BLUR_SKIP_TYPE:
         return spec, model  # continue training an existing branch
     if seg["type"] != "pspnet":
         raise ModelError(f"the blur skip needs a PSPNet segmenter; {spec.name!r} has {seg['type']!r}")
@@ -68,8 +41,9 @@ def with_blur_skip(spec: ModelSpec, model: nn.Module) -> tuple[ModelSpec, nn.Mod
         raise ModelError(
             f"the blur skip needs an SR net that estimates the kernel; {spec.name!r} uses {spec.sr_type}"
         )
-    seg.update(type="pspnet-blurskip", kernel_size=int(spec.config["sr"].get("kernel_size", 21)))
-    target = replace(spec, config={**spec.config, "segmenter": seg}, base=BLUR_SKIP_ARCH, weights=None)
+    seg.update(type=BLUR_SKIP_TYPE, kernel_size=int(spec.config["sr"].get("kernel_size", 21)))
+    base = arch_with(segmenter_type=BLUR_SKIP_TYPE)
+    target = replace(spec, config={**spec.config, "segmenter": seg}, base=base, weights=None)
     new = build_network(target)
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
     stray = [k for k in missing if not k.startswith(BLUR_SKIP_PREFIX)]
