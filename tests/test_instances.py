@@ -105,3 +105,19 @@ def test_trace_uses_every_edge_once() -> None:
     assert trace([[1, 2], [0, 2], [0, 1]]) == [[0, 1, 2, 0]]  # a loop, closed
     star = trace([[1, 2, 3], [0], [0], [0], []])  # a junction with three arms and an isolated pixel
     assert sorted(star) == [[0, 1], [0, 2], [0, 3], [4]]
+
+
+def test_cracks_add_up_to_the_frame_figures() -> None:
+    """Many pieces, some touching the border: lengths and areas sum to the frame's, the widest is its max."""
+    rng = np.random.default_rng(3)
+    mask = np.zeros((400, 600), np.uint8)
+    for _ in range(12):
+        x0, y0 = int(rng.integers(-20, 620)), int(rng.integers(-20, 420))
+        dx, dy = (int(v) for v in rng.integers(-90, 90, 2))
+        cv2.line(mask, (x0, y0), (x0 + dx, y0 + dy), 1, int(rng.integers(1, 12)))
+    cracks = find_cracks(mask.astype(bool), SCALE)
+    frame = measure_mask(mask)
+    assert len(cracks) > 5 and any(c.bbox_px_input[0] == 0 or c.bbox_px_input[1] == 0 for c in cracks)
+    assert sum(c.length_px_input for c in cracks) == pytest.approx(frame.length_px / SCALE, abs=0.01)
+    assert sum(c.area_px_input for c in cracks) == frame.crack_pixels / SCALE**2
+    assert max(c.max_width_px_input for c in cracks) == pytest.approx(frame.max_width_px / SCALE, abs=1e-3)
