@@ -38,7 +38,7 @@ from .data.image_io import (
 )
 from .data.khanhha import degraded_test_pairs, find_blured_root
 from .errors import InputError
-from .infer.device import describe
+from .infer.device import describe, versions
 from .infer.outputs import to_uint
 from .infer.pipeline import load_torch_model, weights_id
 from .infer.shape import ShapeRule
@@ -660,7 +660,7 @@ def run_evaluation(
         meta["precision"] = "fp32"
         meta["batch"] = options.batch
     meta["timing"] = _timing_record(timing, predictor, seg, options.workers)
-    meta["versions"] = {"torch": torch.__version__}
+    meta["versions"] = versions()
     meta["panels"] = [p.relative_to(out_dir).as_posix() for p in panel_paths]
     meta["shape_step"] = {
         "min_length_px_input": options.shape.min_length,

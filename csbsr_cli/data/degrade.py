@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
 from ..errors import InputError
+from ..infer.device import versions
 from ..utils.atomic import write_bytes_atomic, write_text_atomic
 from .image_io import list_images, read_image, read_mask, write_png
 from .kernels import KernelLaw, KernelParams, params_to_dict, save_kernel
@@ -346,16 +345,6 @@ def start_state(plan: DegradePlan, settings: dict[str, object], resume: bool, ov
         for old in (plan.state_dir / "done").glob("*.json"):
             old.unlink()
     write_text_atomic(path, json.dumps(settings, indent=1, sort_keys=True))
-
-
-def versions() -> dict[str, str]:
-    return {
-        "csbsr": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "opencv": cv2.__version__,
-    }
 
 
 def write_manifest(plan: DegradePlan, settings: dict[str, object], failed: Sequence[str]) -> tuple[Path, int]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import DeviceError
+from ..infer.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -29,26 +29,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """ "auto" -> cuda:LOCAL_RANK when CUDA is available, else cpu; explicit names are checked."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError("CUDA was requested but is not available (use --device cpu)")
-        index = local_rank if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise DeviceError(f"cuda:{index} does not exist ({torch.cuda.device_count()} GPUs visible)")
-        device = torch.device("cuda", index)
-    elif device.type != "cpu":
-        raise DeviceError(f"unsupported device {name!r} (use auto, cpu, cuda or cuda:N)")
-    return device
 
 
 def setup(device_name: str) -> DistInfo:

@@ -15,7 +15,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import threading
@@ -36,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, CsbsrError, InputError, ModelError
+from ..infer.device import autocast, resolve_precision, versions
 from ..losses.boxes import BoxLossConfig, box_loss
 from ..losses.segmentation import SegLossConfig, SegmentationLoss, frequency_weights
 from ..losses.sr import SRLoss, SRLossConfig
@@ -100,19 +100,6 @@ def run_dir_of(cfg: TrainConfig) -> Path:
 def step_seed(seed: int, step: int, slot: int) -> int:
     """The torch seed of one micro-batch slot of a step (dropout, anything drawn from the global RNG)."""
     return int(np.random.SeedSequence([seed, step, slot]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """None = full precision. "auto": bf16 on GPUs that have it, else fp16; never on the CPU."""
-    if name == "off" or (name == "auto" and device.type != "cuda"):
-        return None
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if name == "bf16" else torch.float16
 
 
 class StepModule(nn.Module):
@@ -238,7 +225,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.info, self.run_dir, self.on_step = cfg, info, run_dir, on_step
         self.device = info.device
-        self.dtype = amp_dtype(cfg.run.amp, self.device)
+        self.dtype = resolve_precision(cfg.run.amp, self.device, training=True)
         self.channels_last = (
             cfg.run.channels_last if cfg.run.channels_last is not None else self.device.type == "cuda"
         )
@@ -744,10 +731,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
     write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
-def _versions() -> dict[str, str]:
-    return {"csbsr": __version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
 def train(
     cfg: TrainConfig,
     *,
@@ -815,7 +798,7 @@ def train(
                 "model": trainer.spec.name,
                 "init": cfg.model.init,
                 "random_init": random_init,
-                "versions": _versions(),
+                "versions": versions(),
             }
         )
         status = trainer.run(started + cfg.run.max_minutes * 60 if cfg.run.max_minutes > 0 else None)
