@@ -56,6 +56,7 @@ def _register_commands() -> None:
         evaluate,
         export,
         models,
+        report,
         segment,
         summary,
         tile,

@@ -1,0 +1,1 @@
+"""Human-readable views of a finished run (the static HTML report)."""
