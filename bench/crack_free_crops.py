@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from csbsr_cli.data.datasets import Sample, paired_samples
+from csbsr_cli.data.datasets import Sample, paired_samples, split_csv_path
 from csbsr_cli.data.image_io import read_gray, read_image, write_png
 from csbsr_cli.errors import InputError
 
@@ -143,11 +143,7 @@ def make_crops(
     stride = stride or size // 2
     if stride <= 0 or per_image <= 0 or margin < 0:
         raise InputError("--stride and --per-image must be positive, --margin not negative")
-    if split is not None and split_csv is None:
-        split_csv = dataset / "split.csv"
-        if not split_csv.is_file():
-            raise InputError("no split.csv here: pass --split-csv, or --split all", dataset)
-    samples = paired_samples(dataset, split_csv if split is not None else None, split)
+    samples = paired_samples(dataset, split_csv_path(dataset, split, split_csv), split)
     if not samples:
         raise InputError(f"no labelled images{f' in split {split!r}' if split else ''}", dataset)
     _clear_outputs(out, overwrite)

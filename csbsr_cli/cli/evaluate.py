@@ -13,17 +13,11 @@ from rich.progress import (
     TaskID,
 )
 
+from ..data.evalsets import open_dataset
 from ..errors import InputError, PartialFailure
-from ..evaluation import (
-    EvalOptions,
-    Hooks,
-    Predictor,
-    model_record,
-    open_dataset,
-    prepare_out_dir,
-    run_evaluation,
-)
+from ..evaluation import EvalOptions, Hooks, prepare_out_dir, run_evaluation
 from ..infer.device import resolve_device
+from ..infer.predictor import Predictor, model_record
 from ..infer.shape import ShapeRule
 from ..metrics import PRESETS, get_preset, summary_table
 from ..utils.progress import progress_bar

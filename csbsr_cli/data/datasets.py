@@ -71,6 +71,19 @@ def _read_split(path: Path, split: str | None) -> set[tuple[str | None, str]]:
     }
 
 
+def split_csv_path(root: Path, split: str | None, split_csv: Path | None) -> Path | None:
+    """The split CSV a `--split` reads: the one given, else `root/split.csv`, which must then exist; None
+    without a split."""
+    if split is None:
+        return None
+    if split_csv is not None:
+        return split_csv
+    path = root / "split.csv"
+    if not path.is_file():
+        raise InputError("--split needs a split CSV: none at split.csv here; pass --split-csv", root)
+    return path
+
+
 def paired_samples(
     root: PathLike,
     split_csv: PathLike | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -24,6 +24,8 @@ from ..errors import InputError
 from ..utils.atomic import write_bytes_atomic
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# The suffixes `find_image` tries: what our tools write, then any image type.
+LOOKUP_SUFFIXES = (".png", ".tiff", ".tif", *sorted(IMAGE_SUFFIXES - {".png", ".tiff", ".tif"}))
 _EXIF_ORIENTATION = 0x0112
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 # ANYDEPTH keeps 16-bit and float; ANYCOLOR keeps grey as 1 channel and drops alpha. Unlike IMREAD_UNCHANGED,
@@ -164,7 +166,7 @@ def list_images(root: PathLike, pattern: str = "**/*", exclude: PathLike | None 
     return sorted(found)
 
 
-def _quantise(img: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
+def quantise(img: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
     """Float [0, 1] -> integers, rounding half up like torchvision's save_image; integers pass through."""
     if img.dtype.kind == "f":
         top = float(np.iinfo(dtype).max)
@@ -174,11 +176,22 @@ def _quantise(img: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
     return img
 
 
+def find_image(folder: Path, stems: Iterable[str]) -> Path | None:
+    """The first `folder/<stem><suffix>` that exists: what our tools write (.png, .tiff) first, then any image
+    type; how a dataset's LR images, GT kernels and saved maps are matched to their HR image by name."""
+    for stem in stems:
+        for suffix in LOOKUP_SUFFIXES:
+            path = folder / f"{stem}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
 def write_png(path: PathLike, img: np.ndarray, bits: int = 8) -> None:
     """Atomically write an RGB (HxWx3) or grey (HxW) image as an 8- or 16-bit PNG."""
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
-    pixels = _quantise(img, np.uint8 if bits == 8 else np.uint16)
+    pixels = quantise(img, np.uint8 if bits == 8 else np.uint16)
     if pixels.ndim == 3:
         pixels = np.ascontiguousarray(pixels[:, :, ::-1])
     ok, encoded = cv2.imencode(".png", pixels)
