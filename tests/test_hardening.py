@@ -28,9 +28,9 @@ from csbsr_cli.infer.outputs import OutputOptions
 from csbsr_cli.infer.pipeline import TorchRunner, segment
 from csbsr_cli.nets.types import JointOutput
 from csbsr_cli.registry import Registry, build_network
-from csbsr_cli.train import engine as engine_mod
 from csbsr_cli.train.config import dumps, make_config
-from csbsr_cli.train.engine import run_dir_of, train
+from csbsr_cli.train.engine import train
+from csbsr_cli.train.rundir import run_dir_of, truncate_metrics
 from csbsr_cli.utils import atomic
 from csbsr_cli.weights import load_model, save_model
 
@@ -196,7 +196,7 @@ def test_killed_before_first_checkpoint_resumes_from_step_0(ws: Workspace, one_t
 def test_torn_metrics_line_is_dropped_with_a_note(tmp_path: Path, capsys) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"kind": "train", "step": 1}\n{"kind": "train", "step": 2}\n{"kind": "tra')
-    engine_mod._truncate_metrics(path, 2)
+    truncate_metrics(path, 2)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
     assert "dropped 1 torn line" in capsys.readouterr().err
 

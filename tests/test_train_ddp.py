@@ -21,7 +21,8 @@ import torch
 from test_train_engine import exported, make_workspace, run_config
 
 from csbsr_cli.train.config import dumps, make_config
-from csbsr_cli.train.engine import start_model, train
+from csbsr_cli.train.engine import train
+from csbsr_cli.train.models import start_model
 
 BIN = Path(sys.executable).parent
 

@@ -22,8 +22,9 @@ from csbsr_cli.registry import ZOO_DIR, Registry
 from csbsr_cli.train import checkpoint
 from csbsr_cli.train import engine as engine_mod
 from csbsr_cli.train.config import make_config
-from csbsr_cli.train.engine import TrainingDiverged, TrainingStopped, start_model, train
-from csbsr_cli.train.models import kernel_parameter_names
+from csbsr_cli.train.engine import train
+from csbsr_cli.train.models import kernel_parameter_names, start_model
+from csbsr_cli.train.stopping import TrainingDiverged, TrainingStopped
 from csbsr_cli.weights import load_model
 
 # One intra-op thread: tiny tensors gain nothing from two, and OpenMP threads spinning on a shared,

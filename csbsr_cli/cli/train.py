@@ -18,7 +18,8 @@ from rich.console import Console
 
 from ..errors import InputError
 from ..train.config import RunConfig, load, make_config
-from ..train.engine import CONFIG_FILE, RunResult, train
+from ..train.engine import RunResult, train
+from ..train.rundir import CONFIG_FILE
 from .app import app
 
 console = Console(stderr=True, highlight=False)

@@ -15,15 +15,12 @@ import contextlib
 import json
 import math
 import os
-import shutil
-import signal
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,52 +31,36 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
-from ..errors import EXIT_INTERRUPTED, CsbsrError, InputError, ModelError
+from ..errors import CsbsrError, InputError, ModelError
 from ..infer.device import autocast, resolve_precision, versions
 from ..losses.boxes import BoxLossConfig, box_loss
 from ..losses.segmentation import SegLossConfig, SegmentationLoss, frequency_weights
 from ..losses.sr import SRLoss, SRLossConfig
 from ..losses.weights import sr_pixel_weight, weight_by_seg_loss
-from ..metrics import segmentation as segmetrics
-from ..metrics.boxes import BoxCounts
-from ..metrics.image import psnr
-from ..metrics.presets import DEFAULT as METRIC_PRESET
-from ..registry import RESULT_FILE, ModelSpec, Registry, builtin_specs, weights_file_spec
-from ..utils.atomic import atomic_path, remove_stale_parts, write_text_atomic
+from ..registry import ModelSpec, weights_file_spec
+from ..utils.atomic import atomic_path, write_text_atomic
 from ..utils.folders import folder_lock
-from ..utils.progress import progress_bar
 from ..weights import load_model, save_model, saveable_state
 from . import checkpoint, distributed
-from .config import TrainConfig, check_resume, dumps, load
+from .config import TrainConfig, dumps
 from .data import EpochIndexed, StreamSampler, TrainData, build_data, crack_fraction, ignore_sigint
 from .models import (
     card_extra,
     freeze_all_but,
     kernel_parameter_names,
-    resolve_init,
     resolve_seg_loss,
     set_train_modes,
+    start_model,
     trainable_module,
     weights_licence,
-    with_blur_skip,
 )
+from .progress import TrainProgress
+from .rundir import METRICS_FILE, PROBLEMS_FILE, prepare_run_dir, run_dir_of, write_result
 from .schedules import Phase, beta_at, boundary_alpha, finetune_phase, lr_factor
+from .stopping import StopSignals, TrainingDiverged, TrainingStopped
+from .validation import evaluate, evaluate_boxes
 
-CONFIG_FILE = "config.toml"
-METRICS_FILE = "metrics.jsonl"
-PROBLEMS_FILE = "skipped.txt"
 StepCallback = Callable[[int, nn.Module, dict[str, float]], None]
-THRESHOLD_05 = int(np.argmin(np.abs(segmetrics.THRESHOLDS - 0.5)))
-
-
-class TrainingStopped(CsbsrError):
-    """Ctrl-C / SIGTERM: the checkpoint was saved; ``--resume`` continues."""
-
-    exit_code = EXIT_INTERRUPTED
-
-
-class TrainingDiverged(CsbsrError):
-    """The loss became NaN or infinite; the last good checkpoint is kept untouched."""
 
 
 @dataclass
@@ -91,10 +72,6 @@ class RunResult:
     model_card: Path | None  # None on ranks other than 0
     validation: dict[str, float] = field(default_factory=dict)  # the last one
     best: dict[str, Any] = field(default_factory=dict)
-
-
-def run_dir_of(cfg: TrainConfig) -> Path:
-    return Path(cfg.run.runs_dir) / cfg.command / cfg.name
 
 
 def step_seed(seed: int, step: int, slot: int) -> int:
@@ -117,96 +94,6 @@ class StepModule(nn.Module):
             return sr, kernel, None, None
         seg = self.model.segment(sr, kernel)
         return sr, kernel, seg.prob, seg.aux
-
-
-class StopSignals:
-    """First Ctrl-C / SIGTERM: finish cleanly at the next step (checkpoint, exit 130). Second: abort."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _psnr(sr: Tensor, hr: Tensor) -> list[float]:
-    """Per-image PSNR under the metrics package's default preset (RGB, no crop)."""
-    p = METRIC_PRESET
-    return [
-        psnr(s.transpose(1, 2, 0), h.transpose(1, 2, 0), p.image_channel, p.image_crop, p.image_dtype)
-        for s, h in zip(sr.float().cpu().numpy(), hr.float().cpu().numpy(), strict=True)
-    ]
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None, segment: bool
-) -> dict[str, float]:
-    """PSNR of the clipped SR and, with masks, IoU at 0.5, IoU_max and AIU over the 99 thresholds."""
-    was_training = model.training
-    model.eval()
-    psnrs: list[float] = []
-    rows: dict[str, list[np.ndarray]] = defaultdict(list)
-    for batch in loader:
-        lr, hr = batch["lr"].to(device), batch["hr"].to(device)
-        with autocast(device, dtype):
-            if segment:
-                out = model(lr)
-                sr, prob = out.sr, out.prob
-            else:
-                sr, prob = model.sr_model(lr).sr.clamp(0, 1), None
-        psnrs += _psnr(sr.float(), hr)
-        if prob is None or "mask" not in batch:
-            continue
-        for p, m in zip(prob.float().cpu().numpy(), batch["mask"].numpy(), strict=True):
-            tp, fp, fn = segmetrics.confusion_counts(m[0] > 0.5, segmetrics.level_map(p[0]))
-            rows["tp"].append(tp)
-            rows["fp"].append(fp)
-            rows["fn"].append(fn)
-            rows["iou"].append(segmetrics.iou(tp, fp, fn, METRIC_PRESET.iou_smooth))
-    model.train(was_training)
-    result = {"psnr": float(np.mean(psnrs)), "n_images": float(len(psnrs))}
-    if rows:
-        tables = {k: np.stack(v) for k, v in rows.items()}
-        summary = segmetrics.dataset_summary(tables["tp"], tables["fp"], tables["fn"], tables["iou"])
-        result |= {
-            "iou@0.5": float(tables["iou"][:, THRESHOLD_05].mean()),
-            "IoU_max": summary["IoU_max"],
-            "IoU_max_threshold": summary["IoU_max_threshold"],
-            "AIU": summary["AIU"],
-        }
-    return result
-
-
-@torch.no_grad()
-def evaluate_boxes(
-    model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None, threshold: float
-) -> dict[str, float]:
-    """Box scores (metrics/boxes.py) of whole box-labelled tiles at `threshold`, pooled over the tiles."""
-    was_training = model.training
-    model.eval()
-    counts = BoxCounts()
-    for batch in loader:
-        with autocast(device, dtype):
-            prob = model(batch["lr"].to(device)).prob
-        for p, boxes in zip(prob.float().cpu().numpy(), batch["boxes"].numpy(), strict=True):
-            counts.add(segmetrics.level_map(p[0]), boxes[boxes[:, 2] > boxes[:, 0]])
-    model.train(was_training)
-    index = int(np.argmin(np.abs(segmetrics.THRESHOLDS - threshold)))
-    return {f"val_{k}": v for k, v in counts.scores(index).items()} | {"box_threshold": threshold}
 
 
 class Trainer:
@@ -556,7 +443,7 @@ class Trainer:
         window: dict[str, float] = defaultdict(float)
         window_steps, window_time = 0, 0.0
         status: Literal["completed", "time-limit", "interrupted"] = "completed"
-        bar = _Progress(enabled=r.progress and self.info.is_main, total=cfg.optim.iterations, start=self.step)
+        bar = TrainProgress(r.progress and self.info.is_main, total=cfg.optim.iterations, start=self.step)
         with StopSignals() as stop, bar:
             while self.step < cfg.optim.iterations:
                 t0 = time.perf_counter()
@@ -615,120 +502,10 @@ class Trainer:
             extra=card_extra(self.spec, self.output_name, how, self.validation)
             | {"metrics": self.validation, "training": {"step": self.step}},
         )
-        write_text_atomic(
-            self.run_dir / RESULT_FILE,
-            json.dumps(
-                {
-                    "status": status,
-                    "step": self.step,
-                    "model_name": self.output_name,
-                    "model_card": str(card.resolve()),
-                    "validation": self.validation,
-                    "best": self.best,
-                },
-                indent=2,
-            )
-            + "\n",
-        )
+        result = {"status": status, "step": self.step, "model_name": self.output_name}
+        result |= {"model_card": str(card.resolve()), "validation": self.validation, "best": self.best}
+        write_result(self.run_dir, result)
         return card
-
-
-class _Progress:
-    """A Rich progress bar with ETA on a terminal; on a non-terminal (cluster logs), one line per log step."""
-
-    def __init__(self, enabled: bool, total: int, start: int) -> None:
-        self.enabled = enabled
-        self.console = Console(stderr=True, highlight=False)
-        self.live = enabled and self.console.is_terminal
-        self.progress = progress_bar(
-            self.console, "[bold]train", disable=not self.live, extra="{task.fields[info]}"
-        )
-        self.task = self.progress.add_task("train", total=total, completed=start, info="")
-
-    def __enter__(self) -> _Progress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
-
-    def advance(self, step: int) -> None:
-        self.progress.update(self.task, completed=step)
-
-    def note(self, record: dict[str, Any]) -> None:
-        keys = [k for k in ("loss", "sr", "seg", "samples_per_s") if k in record]
-        info = "  ".join(f"{k} {record[k]:.4g}" for k in keys)
-        self.progress.update(self.task, info=info)
-        if self.enabled and not self.live:
-            self.console.print(f"step {record['step']}: {info}")
-
-
-class StartModel(NamedTuple):
-    spec: ModelSpec
-    model: nn.Module
-    random_init: bool  # the start model had no weights
-
-
-def start_model(cfg: TrainConfig) -> StartModel:
-    """The run's start model (with a new blur-skip branch for --blur-skip), seeded so that new parts are
-    initialised identically on every rank and in every run."""
-    torch.manual_seed(cfg.seed)
-    spec, model = resolve_init(cfg, Registry(cfg.model.models_dirs))
-    random_init = spec.weights is None
-    if cfg.command == "joint-train" and cfg.joint.blur_skip:
-        spec, model = with_blur_skip(spec, model)
-    name = cfg.model.output_name or cfg.name
-    if name in builtin_specs():
-        raise ModelError(f"{name!r} is a built-in model name; choose another model.output_name / --name")
-    return StartModel(spec, model, random_init)
-
-
-def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-    """Rank 0: create / check the run directory; returns the resume checkpoint, if any."""
-    if resume:
-        saved_path = run_dir / CONFIG_FILE
-        if not saved_path.is_file():
-            raise InputError("nothing to resume: no run here (start it without --resume)", run_dir)
-        check_resume(load(saved_path, cfg.command), cfg, str(saved_path))
-        remove_stale_parts(run_dir)  # a killed run's half-written checkpoints and exports
-        state = checkpoint.load(run_dir / checkpoint.LAST) if (run_dir / checkpoint.LAST).is_file() else None
-        if state is None:
-            _note(f"{run_dir}: no checkpoint yet (stopped before the first one): resuming from step 0")
-        _truncate_metrics(run_dir / METRICS_FILE, 0 if state is None else int(state["step"]))
-    else:
-        if run_dir.exists():
-            if not overwrite:
-                raise InputError(
-                    "run directory exists (use --resume to continue it or --overwrite to replace it)", run_dir
-                )
-            shutil.rmtree(run_dir)
-        state = None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / CONFIG_FILE, dumps(cfg))
-    return state
-
-
-def _note(message: str) -> None:
-    Console(stderr=True, highlight=False).print(f"note: {message}", markup=False)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after the checkpoint (a crash between checkpoints), so the log stays consistent;
-    a torn line (power loss, full disk mid-write) is dropped with a note."""
-    if not path.is_file():
-        return
-    kept, torn = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            torn += 1
-            continue
-        if isinstance(record, dict) and record.get("step", 0) <= step:
-            kept.append(line)
-    if torn:
-        _note(f"{path}: dropped {torn} torn line(s)")
-    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
 def train(
@@ -760,7 +537,7 @@ def train(
         if info.is_main:
             try:
                 held.enter_context(folder_lock(run_dir.parent, f".{run_dir.name}.lock"))
-                state = _prepare_run_dir(cfg, run_dir, resume, overwrite)
+                state = prepare_run_dir(cfg, run_dir, resume, overwrite)
             except CsbsrError as exc:
                 error = str(exc)
                 if not info.distributed:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 
 from ..errors import ModelError
-from ..registry import ModelSpec, Registry, arch_with, build_network
+from ..registry import ModelSpec, Registry, arch_with, build_network, builtin_specs
 from ..weights import load_model
 from .config import TrainConfig
 
@@ -28,6 +29,26 @@ def resolve_init(cfg: TrainConfig, registry: Registry) -> tuple[ModelSpec, nn.Mo
     and verified; ``model.arch`` names the architecture of a bare weights file."""
     spec = registry.resolve(cfg.model.init, arch=cfg.model.arch or None)
     return spec, load_model(spec)
+
+
+class StartModel(NamedTuple):
+    spec: ModelSpec
+    model: nn.Module
+    random_init: bool  # the start model had no weights
+
+
+def start_model(cfg: TrainConfig) -> StartModel:
+    """The run's start model (with a new blur-skip branch for --blur-skip), seeded so that new parts are
+    initialised identically on every rank and in every run."""
+    torch.manual_seed(cfg.seed)
+    spec, model = resolve_init(cfg, Registry(cfg.model.models_dirs))
+    random_init = spec.weights is None
+    if cfg.command == "joint-train" and cfg.joint.blur_skip:
+        spec, model = with_blur_skip(spec, model)
+    name = cfg.model.output_name or cfg.name
+    if name in builtin_specs():
+        raise ModelError(f"{name!r} is a built-in model name; choose another model.output_name / --name")
+    return StartModel(spec, model, random_init)
 
 
 def with_blur_skip(spec: ModelSpec, model: nn.Module) -> tuple[ModelSpec, nn.Module]:

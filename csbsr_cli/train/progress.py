@@ -1,0 +1,39 @@
+"""The training progress display: a bar on a terminal, plain lines in cluster logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from ..utils.progress import progress_bar
+
+
+class TrainProgress:
+    """A Rich progress bar with ETA on a terminal; on a non-terminal (cluster logs), one line per log step."""
+
+    def __init__(self, enabled: bool, total: int, start: int) -> None:
+        self.enabled = enabled
+        self.console = Console(stderr=True, highlight=False)
+        self.live = enabled and self.console.is_terminal
+        self.progress = progress_bar(
+            self.console, "[bold]train", disable=not self.live, extra="{task.fields[info]}"
+        )
+        self.task = self.progress.add_task("train", total=total, completed=start, info="")
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def advance(self, step: int) -> None:
+        self.progress.update(self.task, completed=step)
+
+    def note(self, record: dict[str, Any]) -> None:
+        keys = [k for k in ("loss", "sr", "seg", "samples_per_s") if k in record]
+        info = "  ".join(f"{k} {record[k]:.4g}" for k in keys)
+        self.progress.update(self.task, info=info)
+        if self.enabled and not self.live:
+            self.console.print(f"step {record['step']}: {info}")
