@@ -238,7 +238,7 @@ def _outputs(run: Path) -> dict[str, object]:
     """Every per-frame output (mask, prob, overlay bytes; json without its timing) by path in the run."""
     found: dict[str, object] = {}
     for path in sorted(run.rglob("*")):
-        if path.is_file() and path.name not in {"run.json", "summary.csv"}:
+        if path.is_file() and path.name not in {"run.json", "summary.csv", "cracks.csv", "coco.json"}:
             rel = path.relative_to(run).as_posix()
             if path.suffix == ".json":
                 found[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "seconds"}
@@ -276,7 +276,8 @@ def test_sharded_segment_merges_into_the_unsharded_run(
 
     result = runner.invoke(app, ["summary", "merge", str(sharded / "summary.csv"), str(sharded)])
     assert result.exit_code == 0, result.output
-    assert (sharded / "summary.csv").read_bytes() == (tmp_path / "full" / "summary.csv").read_bytes()
+    for name in ("summary.csv", "cracks.csv", "coco.json"):  # per-run tables, merged from the shards
+        assert (sharded / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
     union: dict[str, object] = {}
     for k in range(count):
         union |= _outputs(sharded / f"shard-{k}-of-{count}")

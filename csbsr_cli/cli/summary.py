@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from ..infer.shard import merge_summaries, write_merged
+from ..infer.shard import merge_annotations, merge_summaries, write_merged
 from .app import app, err_console
 
 summary_app = typer.Typer(help="Work with the summary.csv files of segment runs.", no_args_is_help=True)
@@ -25,7 +25,8 @@ def merge(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
 ) -> None:
-    """Merge the shards' summary.csv files into one, sorted by frame as an unsharded run writes it.
+    """Merge the shards' summary.csv files into one, sorted by frame as an unsharded run writes it; given
+    run folders, also their cracks.csv and coco.json (beside OUTPUT), rebuilt from the frames' JSON.
 
     Refused: different columns, a frame in two shards, runs with different settings, and (unless
     --partial) a missing shard or one whose run did not finish.
@@ -36,6 +37,10 @@ def merge(
     if output.resolve() in {s.resolve() for s in result.sources}:
         raise InputError("is one of the inputs: write the merged summary elsewhere", output)
     write_merged(result, output)
+    folders = [p for p in inputs if p.is_dir()]
+    if folders:  # run folders: their cracks and COCO instances are merged beside the summary too
+        for path in merge_annotations(folders, output.parent):
+            err_console.print(f"merged {path}")
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", markup=True)
     err_console.print(f"{len(result.rows)} frame(s) from {len(result.sources)} summaries -> {output}")

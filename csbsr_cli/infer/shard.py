@@ -224,6 +224,26 @@ def merge_summaries(inputs: Sequence[Path], partial: bool = False) -> MergeResul
     return MergeResult(header, rows, sources, warnings)
 
 
+def merge_annotations(folders: Sequence[Path], dest_dir: Path) -> list[Path]:
+    """cracks.csv and coco.json of the whole job, rebuilt from the shard runs' frame records (json/), as
+    the unsharded run writes them; the GSD is the runs' own (they share their settings)."""
+    from .outputs import read_record, write_coco, write_cracks  # lazy: outputs pulls in OpenCV
+
+    records, gsd = [], None
+    for folder in expand_inputs(list(folders)):
+        if not folder.is_dir():
+            continue
+        try:
+            gsd = json.loads((folder / RUN_NAME).read_text(encoding="utf-8")).get("gsd_mm", gsd)
+        except (OSError, ValueError):
+            pass
+        records += [r for path in sorted((folder / "json").rglob("*.json")) if (r := read_record(path))]
+    written = [dest_dir / "cracks.csv", dest_dir / "coco.json"]
+    write_cracks(written[0], records, gsd)
+    write_coco(written[1], records)
+    return written
+
+
 def write_merged(result: MergeResult, dest: Path) -> None:
     """Write the merged rows as one summary.csv, atomically (a reader never sees half a file)."""
     buf = io.StringIO()
