@@ -4,14 +4,17 @@
 Built-in entries are architectures (no weights). Model cards (JSON) in the model directories add
 entries or attach weights to a built-in name: the shipped zoo (``models/``, installed as
 ``csbsr_cli/zoo``), then ``$CSBSR_MODELS`` (``os.pathsep``-separated), then ``--models-dir``; a later
-directory overrides an earlier one. Network modules are imported only when a model is built.
+directory overrides an earlier one. Network modules are imported only when a model is built or its
+divisor read (declared by the classes, never written here).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -64,7 +67,7 @@ class ModelSpec:
     config: Mapping[str, Any]  # {"sr": {"type": ..., **kwargs}, "segmenter": {...}, "sr_norm": ...}
     description: str = ""
     scale: int = 4
-    divisor: int = 2  # LR sides must be multiples of this (PSPNet: SR multiple of 8); the tiler pads
+    card_divisor: int | None = None  # a card's own LR divisor; None: derived from the classes (`divisor`)
     halo: int | None = None  # LR-pixel halo for exact tiling of local models; None when context is global
     global_context: bool = True  # a GAP kernel estimate or pooling head: tiles are blended, not cut exactly
     tile: int = 112  # default LR tile side
@@ -80,6 +83,14 @@ class ModelSpec:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     weights: WeightsSpec | None = None
     base: str | None = None  # for cards: the built-in entry they derive from
+
+    @property
+    def divisor(self) -> int:
+        """LR sides must be multiples of this (the tiler pads): what the segmenter class declares for its
+        input (the SR image, `scale` times the LR) and the SR class for its own, unless a card sets one."""
+        if self.card_divisor is not None:
+            return self.card_divisor
+        return network_divisor(self.sr_type, self.segmenter_type, self.scale)
 
     @property
     def sr_type(self) -> str:
@@ -129,7 +140,6 @@ BUILTINS: tuple[ModelSpec, ...] = (
         name="csbsr-unet16",
         description="CSBSR w/ U-Net16 (VGG16 encoder, pixel-shuffle decoder, the shipped config's value)",
         config={"sr": _PAPER_KBPN, "segmenter": {"type": "unet16", "upsample": "pixel_shuffle"}},
-        divisor=4,
         manifest="manifest_csbsr_unet16.json",
     ),
     ModelSpec(
@@ -142,28 +152,24 @@ BUILTINS: tuple[ModelSpec, ...] = (
         name="csbsr-hrnet-ocr",
         description="CSBSR w/ HRNet-W48 + OCR (main + aux head)",
         config={"sr": _PAPER_KBPN, "segmenter": {"type": "hrnet-ocr"}, "sr_norm": "instance"},
-        divisor=8,
         manifest="manifest_csbsr_hrnet_ocr.json",
     ),
     ModelSpec(
         name="csbsr-crackformer",
         description="CSBSR w/ CrackFormer (fused output + 5 side outputs); SR sides multiples of 16",
         config={"sr": _PAPER_KBPN, "segmenter": {"type": "crackformer"}, "sr_norm": "instance"},
-        divisor=4,
         manifest="manifest_csbsr_crackformer.json",
     ),
     ModelSpec(
         name="csbsr-scnet",
         description="KBPN x4 + SCNet (scale-space attention, Sobel edge prior); no published weights",
         config={"sr": _PAPER_KBPN, "segmenter": {"type": "scnet"}, "sr_norm": "instance"},
-        divisor=8,
     ),
     ModelSpec(
         name="scnet",
         description="SCNet alone on HR images (no SR, scale 1); no published weights",
         config={"sr": {"type": "identity"}, "segmenter": {"type": "scnet"}, "sr_norm": "instance"},
         scale=1,
-        divisor=32,
         tile=448,
     ),
     ModelSpec(
@@ -187,7 +193,6 @@ BUILTINS: tuple[ModelSpec, ...] = (
         description="csbsr-lite's PSPNet alone on HR images (no SR, scale 1): the ablation's upper bound",
         config={"sr": {"type": "identity"}, "segmenter": _LITE_PSPNET, "sr_norm": "instance"},
         scale=1,
-        divisor=8,
         tile=256,
     ),
 )
@@ -201,6 +206,15 @@ def _import_component(table: Mapping[str, str], kind: str, type_name: str) -> ty
     module_name, cls_name = table[type_name].split(":")
     module = importlib.import_module(f"{__package__}.nets.{module_name}")
     return getattr(module, cls_name)
+
+
+@functools.cache
+def network_divisor(sr_type: str, segmenter_type: str, scale: int) -> int:
+    """The LR divisor of an SR net + segmenter pair, from the classes' `divisor` attributes (1 when a class
+    declares none): the segmenter's divisor d needs LR sides that are multiples of d / gcd(d, scale)."""
+    sr_div = getattr(_import_component(SR_NETS, "SR network", sr_type), "divisor", 1)
+    seg_div = getattr(_import_component(SEGMENTERS, "segmenter", segmenter_type), "divisor", 1)
+    return math.lcm(sr_div, seg_div // math.gcd(seg_div, scale))
 
 
 def build_network(spec: ModelSpec, **overrides: Any) -> nn.Module:
@@ -325,7 +339,9 @@ def spec_from_card(card_path: Path, known: Mapping[str, ModelSpec]) -> ModelSpec
             licence=w.licence,
             provenance=w.provenance,
         )
-    meta = {k: v for k, v in card.items() if k not in ("name", "arch", "config", "training")}
+    meta = {k: v for k, v in card.items() if k not in ("name", "arch", "config", "training", "divisor")}
+    if "divisor" in card:
+        meta["card_divisor"] = card["divisor"]
     return replace(
         base,
         name=card["name"],

@@ -69,6 +69,8 @@ def info(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     spec = registry_for(models_dir).resolve(name)
     total, sr, seg = count_params(spec)
     data = asdict(spec)
+    data.pop("card_divisor")
+    data["divisor"] = spec.divisor  # the card's own, else the classes'
     data["weights"] = (
         None if spec.weights is None else {**asdict(spec.weights), "path": str(spec.weights.path)}
     )
