@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -148,22 +148,34 @@ def image_size(path: PathLike) -> tuple[int, int]:
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
-def list_images(root: PathLike, pattern: str = "**/*", exclude: PathLike | None = None) -> list[Path]:
-    """Image files under `root` matching `pattern`, sorted; hidden files/folders and `exclude` are skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError("not a folder", root)
+def is_hidden(path: Path) -> bool:
+    """A path with a part starting with '.' (.git, .DS_Store, a run's state files): never read as input."""
+    return any(part.startswith(".") for part in path.parts)
+
+
+def walk_files(
+    root: Path, pattern: str, suffixes: Collection[str], exclude: PathLike | None = None
+) -> list[Path]:
+    """Files under `root` matching `pattern` with one of `suffixes` (lower case), sorted; hidden entries and
+    anything inside `exclude` skipped, so an output folder inside an input folder is never read back."""
     skip = Path(exclude).resolve() if exclude is not None else None
     found = []
     for path in root.glob(pattern):
-        rel = path.relative_to(root)
-        if path.suffix.lower() not in IMAGE_SUFFIXES or any(p.startswith(".") for p in rel.parts):
+        if path.suffix.lower() not in suffixes or is_hidden(path.relative_to(root)):
             continue
         if skip is not None and path.resolve().is_relative_to(skip):
             continue
         if path.is_file():
             found.append(path)
     return sorted(found)
+
+
+def list_images(root: PathLike, pattern: str = "**/*", exclude: PathLike | None = None) -> list[Path]:
+    """Image files under `root` matching `pattern`, sorted; hidden files/folders and `exclude` are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("not a folder", root)
+    return walk_files(root, pattern, IMAGE_SUFFIXES, exclude)
 
 
 def quantise(img: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:

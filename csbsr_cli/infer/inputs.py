@@ -19,7 +19,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from ..data.image_io import IMAGE_SUFFIXES, read_image_valid
+from ..data.image_io import IMAGE_SUFFIXES, is_hidden, read_image_valid, walk_files
 from ..errors import CsbsrError, InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"})
@@ -52,24 +52,6 @@ def normalise_extensions(extensions: Collection[str] | None) -> frozenset[str]:
 
 def _kind(path: Path) -> Literal["image", "video"]:
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
-
-
-def _is_hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
-
-
-def _walk(root: Path, pattern: str, suffixes: frozenset[str], exclude: Path | None) -> list[Path]:
-    """Files under `root` matching `pattern` with an allowed suffix; hidden entries and `exclude` skipped
-    (so an output folder inside an input folder is never read back)."""
-    found = []
-    for path in root.glob(pattern):
-        if path.suffix.lower() not in suffixes or _is_hidden(path.relative_to(root)):
-            continue
-        if exclude is not None and path.resolve().is_relative_to(exclude):
-            continue
-        if path.is_file():
-            found.append(path)
-    return sorted(found)
 
 
 def _glob_root(pattern: str) -> Path:
@@ -111,7 +93,7 @@ def discover(
             found.append((path, None, ""))
             continue
         if path.is_dir():
-            files, root = _walk(path, pattern, suffixes, skip), path
+            files, root = walk_files(path, pattern, suffixes, skip), path
             prefix = path.resolve().name if len(inputs) > 1 else ""
             if not files:
                 raise InputError(
@@ -122,7 +104,7 @@ def discover(
             root = _glob_root(item)
             files = sorted(
                 p for p in map(Path, glob.glob(item, recursive=True))
-                if p.is_file() and p.suffix.lower() in suffixes and not _is_hidden(p)
+                if p.is_file() and p.suffix.lower() in suffixes and not is_hidden(p)
                 and (skip is None or not p.resolve().is_relative_to(skip))
             )  # fmt: skip
             if not files:
