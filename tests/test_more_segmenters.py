@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_model_matrix import TINY_SEG
 from torch import nn
 from torch.nn import functional as F
 
@@ -38,20 +39,6 @@ FULL: dict[str, tuple[Callable[[], nn.Module], str, int]] = {
 HYPER_CLASSES = {"Conv2d", "BatchNorm2d", "GroupNorm", "Dropout", "Dropout2d"}
 
 TINY_KBPN = {"num_stages": 2, "width": 8, "feat_widths": [4, 4, 8, 8]}
-TINY_SEG: dict[str, dict] = {
-    "hrnet-ocr": {
-        "stem_width": 8,
-        "stem_planes": 4,
-        "stem_blocks": 1,
-        "widths": [4, 8, 8, 16],
-        "num_modules": [1, 1, 1],
-        "num_blocks": 1,
-        "ocr_width": 16,
-        "ocr_key": 8,
-    },
-    "crackformer": {"widths": [64, 64, 64, 64, 64], "fuse_width": 8},  # 64 is CrackFormer's minimum width
-    "scnet": {"widths": [4, 8, 8, 16, 16], "depths": [1, 1, 2, 1, 1]},
-}
 NEW_ENTRIES = {  # registry name -> (segmenter type, scale)
     "csbsr-hrnet-ocr": ("hrnet-ocr", 4),
     "csbsr-crackformer": ("crackformer", 4),

@@ -3,7 +3,9 @@ metrics package's default preset, so a run's numbers match `csbsr evaluate`'s co
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -17,6 +19,17 @@ from ..metrics.image import psnr
 from ..metrics.presets import DEFAULT as METRIC_PRESET
 
 THRESHOLD_05 = int(np.argmin(np.abs(segmetrics.THRESHOLDS - 0.5)))
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for one validation pass; the model's mode is restored afterwards, even after an error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def psnr_per_image(sr: Tensor, hr: Tensor) -> list[float]:
@@ -33,28 +46,26 @@ def evaluate(
     model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None, segment: bool
 ) -> dict[str, float]:
     """PSNR of the clipped SR and, with masks, IoU at 0.5, IoU_max and AIU over the 99 thresholds."""
-    was_training = model.training
-    model.eval()
     psnrs: list[float] = []
     rows: dict[str, list[np.ndarray]] = defaultdict(list)
-    for batch in loader:
-        lr, hr = batch["lr"].to(device), batch["hr"].to(device)
-        with autocast(device, dtype):
-            if segment:
-                out = model(lr)
-                sr, prob = out.sr, out.prob
-            else:
-                sr, prob = model.sr_model(lr).sr.clamp(0, 1), None
-        psnrs += psnr_per_image(sr.float(), hr)
-        if prob is None or "mask" not in batch:
-            continue
-        for p, m in zip(prob.float().cpu().numpy(), batch["mask"].numpy(), strict=True):
-            tp, fp, fn = segmetrics.confusion_counts(m[0] > 0.5, segmetrics.level_map(p[0]))
-            rows["tp"].append(tp)
-            rows["fp"].append(fp)
-            rows["fn"].append(fn)
-            rows["iou"].append(segmetrics.iou(tp, fp, fn, METRIC_PRESET.iou_smooth))
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in loader:
+            lr, hr = batch["lr"].to(device), batch["hr"].to(device)
+            with autocast(device, dtype):
+                if segment:
+                    out = model(lr)
+                    sr, prob = out.sr, out.prob
+                else:
+                    sr, prob = model.sr_model(lr).sr.clamp(0, 1), None
+            psnrs += psnr_per_image(sr.float(), hr)
+            if prob is None or "mask" not in batch:
+                continue
+            for p, m in zip(prob.float().cpu().numpy(), batch["mask"].numpy(), strict=True):
+                tp, fp, fn = segmetrics.confusion_counts(m[0] > 0.5, segmetrics.level_map(p[0]))
+                rows["tp"].append(tp)
+                rows["fp"].append(fp)
+                rows["fn"].append(fn)
+                rows["iou"].append(segmetrics.iou(tp, fp, fn, METRIC_PRESET.iou_smooth))
     result = {"psnr": float(np.mean(psnrs)), "n_images": float(len(psnrs))}
     if rows:
         tables = {k: np.stack(v) for k, v in rows.items()}
@@ -73,14 +84,12 @@ def evaluate_boxes(
     model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None, threshold: float
 ) -> dict[str, float]:
     """Box scores (metrics/boxes.py) of whole box-labelled tiles at `threshold`, pooled over the tiles."""
-    was_training = model.training
-    model.eval()
     counts = BoxCounts()
-    for batch in loader:
-        with autocast(device, dtype):
-            prob = model(batch["lr"].to(device)).prob
-        for p, boxes in zip(prob.float().cpu().numpy(), batch["boxes"].numpy(), strict=True):
-            counts.add(segmetrics.level_map(p[0]), boxes[boxes[:, 2] > boxes[:, 0]])
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in loader:
+            with autocast(device, dtype):
+                prob = model(batch["lr"].to(device)).prob
+            for p, boxes in zip(prob.float().cpu().numpy(), batch["boxes"].numpy(), strict=True):
+                counts.add(segmetrics.level_map(p[0]), boxes[boxes[:, 2] > boxes[:, 0]])
     index = int(np.argmin(np.abs(segmetrics.THRESHOLDS - threshold)))
     return {f"val_{k}": v for k, v in counts.scores(index).items()} | {"box_threshold": threshold}
