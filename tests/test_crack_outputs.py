@@ -13,8 +13,16 @@ import torch
 from test_segment import _DarkIsCrack, _tiny_job, cli
 
 from csbsr_cli.data.image_io import write_png
+from csbsr_cli.infer.gsd import GsdOptions
 from csbsr_cli.infer.inputs import discover
-from csbsr_cli.infer.outputs import CRACK_FIELDS, CRACK_MM_FIELDS, MM_FIELDS, SUMMARY_FIELDS, OutputOptions
+from csbsr_cli.infer.outputs import (
+    CRACK_FIELDS,
+    CRACK_MM_FIELDS,
+    GSD_FIELDS,
+    MM_FIELDS,
+    SUMMARY_FIELDS,
+    OutputOptions,
+)
 from csbsr_cli.infer.pipeline import TorchRunner, segment
 
 
@@ -32,7 +40,8 @@ def frames(tmp_path_factory) -> Path:
 
 def run(frames: Path, out: Path, gsd_mm: float | None) -> list[dict[str, str]]:
     runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
-    result = segment(discover([str(frames)]), out, runner, _tiny_job(OutputOptions(0.5)), gsd_mm=gsd_mm)
+    options = OutputOptions(0.5, gsd=GsdOptions(mm_per_px=gsd_mm))
+    result = segment(discover([str(frames)]), out, runner, _tiny_job(options))
     assert result.processed == 2
     with open(out / "cracks.csv", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
@@ -87,7 +96,7 @@ def test_cracks_csv_without_gsd_has_no_mm_columns(frames: Path, tmp_path: Path) 
 
 def test_every_column_is_documented_and_help_links_the_docs(capsys) -> None:
     docs = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text(encoding="utf-8")
-    for column in (*CRACK_FIELDS, *CRACK_MM_FIELDS, *SUMMARY_FIELDS, *MM_FIELDS):
+    for column in (*CRACK_FIELDS, *CRACK_MM_FIELDS, *SUMMARY_FIELDS, *GSD_FIELDS, *MM_FIELDS):
         assert f"`{column}`" in docs, column
     code, text = cli(capsys, "segment", "--help")
     assert code == 0 and "docs/outputs.md" in text

@@ -11,6 +11,7 @@ import torch
 from test_segment import _DarkIsCrack, _tiny_job, cli
 
 from csbsr_cli.data.image_io import write_png
+from csbsr_cli.infer.gsd import GsdOptions
 from csbsr_cli.infer.inputs import discover
 from csbsr_cli.infer.outputs import OutputOptions
 from csbsr_cli.infer.pipeline import TorchRunner, segment
@@ -50,9 +51,8 @@ def run_dir(tmp_path):
         img[18 : 18 + width, 5:55] = 0.05
         write_png(tmp_path / "in" / f"{name}.png", img)
     runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
-    segment(
-        discover([str(tmp_path / "in")]), tmp_path / "run", runner, _tiny_job(OutputOptions(0.5)), gsd_mm=0.25
-    )
+    options = OutputOptions(0.5, gsd=GsdOptions(mm_per_px=0.25))
+    segment(discover([str(tmp_path / "in")]), tmp_path / "run", runner, _tiny_job(options))
     return tmp_path / "run"
 
 
@@ -76,3 +76,18 @@ def test_report_links_thumbnails_and_classes_cracks(run_dir, capsys):
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     code, text = cli(capsys, "report", str(tmp_path))
     assert code == 2 and "not a segment run folder" in text
+
+
+def test_report_shows_the_runs_own_severity_classes(run_dir, capsys):
+    """segment classes the cracks (cracks.csv's severity column); the page shows that column, and refuses
+    other limits than the run's rather than a second rule."""
+    path = run_dir / "cracks.csv"
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0].endswith(",severity")
+    path.write_text(text.replace(",insignificant", ",moderate"), encoding="utf-8")  # the thin crack
+    code, out = cli(capsys, "report", str(run_dir))
+    assert code == 0, out
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert 'data-v="1">moderate</td>' in page and "insignificant</td>" not in page
+    code, out = cli(capsys, "report", str(run_dir), "--severity-mm", "0.1,0.2")
+    assert code == 2 and f"{path}: its cracks are classed by segment --severity-mm 0.3,1.25" in out

@@ -13,12 +13,14 @@ from rich.progress import (
 from rich.table import Table
 
 from ..errors import EXIT_PARTIAL
+from ..infer.gsd import GsdOptions, read_sidecar
 from ..infer.inputs import count_frames, discover
 from ..infer.outputs import OutputOptions, check_out_dir
 from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment, tiling_for
 from ..infer.shape import ShapeRule
 from ..infer.shard import COUNT_VAR, resolve_shard
 from ..registry import DEFAULT_MODEL
+from ..report.severity import DEFAULT_THRESHOLDS_MM, parse_thresholds
 from ..utils.folders import contained, run_folder
 from ..utils.progress import progress_bar
 from .app import EXIT_CODES_HELP, app, err_console
@@ -147,7 +149,27 @@ def segment_command(
         None,
         "--gsd",
         min=0.0,
-        help="Millimetres per input pixel: adds figures in mm to summary.csv and cracks.csv.",
+        help="Millimetres per input pixel (GSD) of every frame that gets none from --gsd-csv or EXIF: adds "
+        "figures in mm and severity classes.",
+    ),
+    gsd_csv: Path | None = typer.Option(
+        None,
+        "--gsd-csv",
+        help="Per-frame GSD: a CSV with columns frame (the frame's key or its input file's name), gsd_mm.",
+        dir_okay=False,
+    ),
+    sensor_width_mm: float | None = typer.Option(
+        None,
+        "--sensor-width-mm",
+        min=0.001,
+        help="Camera sensor width in mm: GSD from each photo's EXIF focal length and XMP RelativeAltitude "
+        "(DJI, Autel), nadir view.",
+    ),
+    severity_mm: str = typer.Option(
+        ",".join(str(t) for t in DEFAULT_THRESHOLDS_MM),
+        "--severity-mm",
+        help="Maximum-width limits in mm between insignificant, moderate and wide cracks "
+        "(default: AASHTO MBEI defect 1130).",
     ),
     resume: bool = typer.Option(False, "--resume", help="Skip frames whose outputs are complete."),
     overwrite: bool = typer.Option(
@@ -177,6 +199,8 @@ def segment_command(
     part = resolve_shard(shard, shard_count)
     out_dir = run_dir / part.folder if part else run_dir
     check_out_dir(out_dir, resume, overwrite)
+    sidecar, sidecar_sha256 = read_sidecar(gsd_csv) if gsd_csv is not None else ({}, None)
+    severity_limits = parse_thresholds(severity_mm)
     extensions = [e for item in ext or [] for e in item.split(",") if e.strip()]
     sources = discover(inputs, recursive=recursive, extensions=extensions, exclude=run_dir)
     if part:
@@ -194,6 +218,7 @@ def segment_command(
         ),
         mask_scale=mask_scale,
         prob_format=prob_format, save_sr=save_sr, save_kernel=save_kernel,
+        gsd=GsdOptions(gsd, sidecar_sha256, sensor_width_mm), severity_mm=severity_limits,
     )  # fmt: skip
     job = Job(
         model=spec.name, weights=info.weights, backend=info.backend, precision=info.precision,
@@ -217,8 +242,11 @@ def segment_command(
     with run_folder(out_dir), progress:  # one run per folder; a killed run's .part files removed
         hooks = RichHooks(progress, err_console, count_frames(sources, every))
         result = segment(
-            sources, out_dir, runner, job, batch=batch, every=every, resume=resume, gsd_mm=gsd,
-            run_info={"device": info.device, "inputs": inputs, "shard": str(part) if part else None},
+            sources, out_dir, runner, job, batch=batch, every=every, resume=resume, gsd_sidecar=sidecar,
+            run_info={
+                "device": info.device, "inputs": inputs, "shard": str(part) if part else None,
+                "gsd_sidecar": str(gsd_csv) if gsd_csv else None,
+            },
             hooks=hooks,
         )  # fmt: skip
     _report(result, out_dir, err_console)

@@ -29,12 +29,18 @@ def _geometry(line: list[tuple[float, float]]) -> dict[str, Any]:
     return {"type": "LineString", "coordinates": [list(p) for p in line]}
 
 
-def frame_geojson(frame: str, size: tuple[int, int], cracks: list[Crack]) -> dict[str, Any]:
+def frame_geojson(
+    frame: str,
+    size: tuple[int, int],
+    cracks: list[Crack],
+    units: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A FeatureCollection of frame `frame` (`size` = width, height in input pixels): one feature per
-    polyline of every crack, with the crack's measures and that polyline's width profile as properties."""
+    polyline of every crack, with the crack's measures (`units`: per crack, its mm figures and severity
+    when the frame has a GSD) and that polyline's width profile as properties."""
     features = []
-    for crack in cracks:
-        figures = {name: getattr(crack, name) for name in FIGURES}
+    for crack, unit in zip(cracks, units or [{}] * len(cracks), strict=True):
+        figures = {**{name: getattr(crack, name) for name in FIGURES}, **unit}
         profiles = crack.width_profiles_px_input
         for index, (line, profile) in enumerate(zip(crack.polylines, profiles, strict=True)):
             properties = {

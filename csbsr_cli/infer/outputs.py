@@ -46,9 +46,11 @@ import tifffile
 
 from ..data.image_io import write_png
 from ..errors import InputError
+from ..report.severity import DEFAULT_THRESHOLDS_MM, UNKNOWN, severity
 from ..utils.atomic import atomic_path, write_text_atomic
 from ..utils.folders import LOCK_NAME, ensure_writable
 from .annotations import coco_document, coco_fields, frame_geojson
+from .gsd import GsdOptions
 from .instances import FIGURES, find_cracks, with_mm
 from .measure import CrackMeter
 from .shape import ShapeRule, clean_mask
@@ -66,9 +68,10 @@ SUMMARY_FIELDS = (
     "length_px", "max_width_px", "mean_width_px", "error",
 )  # fmt: skip
 MM_FIELDS = ("length_mm", "max_width_mm", "mean_width_mm")
+GSD_FIELDS = ("gsd_mm", "gsd_source")  # summary.csv, beside MM_FIELDS
 BBOX_FIELDS = ("bbox_x_px_input", "bbox_y_px_input", "bbox_width_px_input", "bbox_height_px_input")
 CRACK_FIELDS = ("frame", "crack_id", *FIGURES, *BBOX_FIELDS)
-CRACK_MM_FIELDS = tuple(mm for mm, _ in FIGURES.values())
+CRACK_MM_FIELDS = (*(mm for mm, _ in FIGURES.values()), "severity")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class OutputOptions:
     prob_format: ProbFormat = "png16"
     save_sr: bool = False
     save_kernel: bool = False
+    gsd: GsdOptions = GsdOptions()  # where each frame's mm per pixel comes from
+    severity_mm: tuple[float, ...] = DEFAULT_THRESHOLDS_MM  # max-width limits between severity classes
 
     def paths(self, out_dir: Path, key: str) -> dict[str, Path]:
         """Every output file of frame `key` (json last: it is written last)."""
@@ -349,9 +354,10 @@ class FrameWriter:
             stream.close()
         measures = self.meter.result()
         cracks = find_cracks(cleaned, s)
+        units = [self._units(crack.as_dict(), record.get("gsd_mm")) for crack in cracks]
         overlay_part = self._stack.enter_context(atomic_path(self.paths["overlay"]))
         overlay_part.write_bytes(self._overlay())
-        geojson = frame_geojson(self.key, (self.image.shape[1], self.image.shape[0]), cracks)
+        geojson = frame_geojson(self.key, (self.image.shape[1], self.image.shape[0]), cracks, units)
         geojson_part = self._stack.enter_context(atomic_path(self.paths["geojson"]))
         geojson_part.write_text(json.dumps(geojson) + "\n", encoding="utf-8")
         if self.options.mask_scale == "input":
@@ -380,10 +386,20 @@ class FrameWriter:
                 k: p.relative_to(self.out_dir).as_posix() for k, p in self.paths.items() if k != "json"
             },
             "crack_count": len(cracks),
-            "cracks": [{**crack.as_dict(), **coco_fields(crack, self.image.shape[:2])} for crack in cracks],
+            "cracks": [
+                {**crack.as_dict(), **unit, **coco_fields(crack, self.image.shape[:2])}
+                for crack, unit in zip(cracks, units, strict=True)
+            ],
         }
         write_text_atomic(self.paths["json"], record_json(record))
         return record
+
+    def _units(self, crack: dict[str, Any], gsd_mm: float | None) -> dict[str, Any]:
+        """A crack's figures in mm and its severity class, given the frame's GSD (none without one)."""
+        if gsd_mm is None:
+            return {}
+        mm = {k: v for k, v in with_mm(crack, gsd_mm).items() if k not in crack}
+        return {**mm, "severity": severity(mm["max_width_mm"], self.options.severity_mm)}
 
     def abort(self) -> None:
         """Remove every part file of this frame (Ctrl-C or a failure): no partial output is left."""
@@ -395,10 +411,13 @@ class FrameWriter:
                 raise _Aborted
 
 
-def measures_row(record: Mapping[str, Any], scale: int, gsd_mm: float | None) -> dict[str, Any]:
-    """One summary.csv row; with a ground sample distance (mm per input pixel) lengths also in mm."""
+def measures_row(record: Mapping[str, Any], scale: int, mm: bool) -> dict[str, Any]:
+    """One summary.csv row; with `mm`, the frame's GSD, its source and, given a GSD, lengths in mm."""
     row = {field: record.get(field, "") for field in SUMMARY_FIELDS}
-    if gsd_mm is not None:
+    gsd_mm = record.get("gsd_mm")
+    if mm:
+        row.update(gsd_mm="" if gsd_mm is None else gsd_mm, gsd_source=record.get("gsd_source", ""))
+    if mm and gsd_mm is not None:
         for px_field, mm_field in zip(("length_px", "max_width_px", "mean_width_px"), MM_FIELDS, strict=True):
             value = record.get(px_field)
             row[mm_field] = "" if value in (None, "") else round(float(value) * gsd_mm / scale, 3)
@@ -417,23 +436,27 @@ def _by_frame(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(records, key=lambda r: str(r.get("frame", "")))
 
 
-def write_summary(path: Path, records: Sequence[Mapping[str, Any]], scale: int, gsd_mm: float | None) -> None:
-    fields = list(SUMMARY_FIELDS) + (list(MM_FIELDS) if gsd_mm is not None else [])
-    _write_csv(path, fields, (measures_row(record, scale, gsd_mm) for record in _by_frame(records)))
+def write_summary(path: Path, records: Sequence[Mapping[str, Any]], scale: int, mm: bool) -> None:
+    """summary.csv; `mm`: the run looks for GSDs, so it has the GSD and mm columns (empty without one)."""
+    fields = list(SUMMARY_FIELDS) + (list(GSD_FIELDS + MM_FIELDS) if mm else [])
+    _write_csv(path, fields, (measures_row(record, scale, mm) for record in _by_frame(records)))
 
 
-def crack_rows(record: Mapping[str, Any], gsd_mm: float | None) -> Iterator[dict[str, Any]]:
-    """The cracks.csv rows of one frame's record (none for a failed frame)."""
+def crack_rows(record: Mapping[str, Any], mm: bool) -> Iterator[dict[str, Any]]:
+    """The cracks.csv rows of one frame's record (none for a failed frame); mm figures and severity as the
+    frame's JSON has them (from its own GSD)."""
+    fields = (*CRACK_FIELDS, *CRACK_MM_FIELDS) if mm else CRACK_FIELDS
     for crack in record.get("cracks") or []:
-        figures = with_mm(crack, gsd_mm)
-        row = {k: figures[k] for k in (*CRACK_FIELDS, *CRACK_MM_FIELDS) if k in figures}
+        row = {k: crack[k] for k in fields if k in crack}
+        if mm:
+            row.setdefault("severity", UNKNOWN)
         yield {**row, "frame": record["frame"], **dict(zip(BBOX_FIELDS, crack["bbox_px_input"], strict=True))}
 
 
-def write_cracks(path: Path, records: Sequence[Mapping[str, Any]], gsd_mm: float | None) -> None:
+def write_cracks(path: Path, records: Sequence[Mapping[str, Any]], mm: bool) -> None:
     """cracks.csv: one row per crack of every frame of the run (docs/outputs.md lists the columns)."""
-    fields = list(CRACK_FIELDS) + (list(CRACK_MM_FIELDS) if gsd_mm is not None else [])
-    _write_csv(path, fields, (row for record in _by_frame(records) for row in crack_rows(record, gsd_mm)))
+    fields = list(CRACK_FIELDS) + (list(CRACK_MM_FIELDS) if mm else [])
+    _write_csv(path, fields, (row for record in _by_frame(records) for row in crack_rows(record, mm)))
 
 
 def write_coco(path: Path, records: Sequence[Mapping[str, Any]]) -> None:

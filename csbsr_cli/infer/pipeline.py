@@ -33,6 +33,7 @@ from ..registry import ModelSpec
 from ..utils.atomic import write_text_atomic
 from ..weights import load_model
 from .device import autocast, describe, is_out_of_memory, precision_name, resolve_device, resolve_precision
+from .gsd import GsdResolver, gsd_report
 from .inputs import Frame, Source, iter_frames
 from .outputs import FrameWriter, OutputOptions, completed_record, write_coco, write_cracks, write_summary
 from .tiling import (
@@ -458,9 +459,12 @@ def infer_image(runner: Runner, image: np.ndarray, plan: TilePlan, batch: int = 
 class FramePipeline:
     """Tile, run and stitch one decoded frame at a time; outputs go to the writer thread."""
 
-    def __init__(self, runner: Runner, job: Job, batch: int, writer: _Writer, timings: Timings, hooks: Hooks):
-        self.runner, self.job, self.batch, self.writer, self.timings, self.hooks = (
-            runner, job, batch, writer, timings, hooks,
+    def __init__(
+        self, runner: Runner, job: Job, batch: int, writer: _Writer, timings: Timings, hooks: Hooks,
+        gsd: GsdResolver,
+    ):  # fmt: skip
+        self.runner, self.job, self.batch, self.writer, self.timings, self.hooks, self.gsd = (
+            runner, job, batch, writer, timings, hooks, gsd,
         )  # fmt: skip
 
     def run(self, frame: Frame) -> None:
@@ -468,6 +472,7 @@ class FramePipeline:
         job, key = self.job, frame.key
         t_start = time.perf_counter()
         h, w = frame.image.shape[:2]
+        gsd_mm, gsd_source = self.gsd(key, frame.source)
         plan = make_plan(
             h, w, tile=job.tile, overlap=job.overlap, scale=job.scale, mode=job.mode, divisor=job.divisor
         )
@@ -476,6 +481,8 @@ class FramePipeline:
             "source": str(frame.source),
             "video_frame": frame.index,
             "input_size": [w, h],
+            "gsd_mm": gsd_mm,
+            "gsd_source": gsd_source,
             "scale": job.scale,
             "model": job.model,
             "weights": job.weights,
@@ -517,20 +524,22 @@ def segment(
     batch: int = 4,
     every: int = 1,
     resume: bool = False,
-    gsd_mm: float | None = None,
+    gsd_sidecar: Mapping[str, float] | None = None,
     run_info: Mapping[str, Any] | None = None,
     hooks: Hooks | None = None,
 ) -> RunResult:
     """Segment every frame of `sources` into `out_dir`; see the module and outputs docs for what is written.
 
     Failed frames are in the result (and summary.csv), never raised; a DeviceError (no memory even for one
-    tile) and KeyboardInterrupt stop the run after removing partial files.
+    tile) and KeyboardInterrupt stop the run after removing partial files. `gsd_sidecar`: the sidecar's
+    {frame: gsd_mm} that `job.options.gsd` fingerprints.
     """
     hooks = hooks or Hooks()
     out_dir.mkdir(parents=True, exist_ok=True)
     result = RunResult()
     lock = threading.Lock()
     settings = job.settings()
+    gsd = GsdResolver(job.options.gsd, gsd_sidecar)
 
     def done(record: dict[str, Any]) -> None:
         with lock:
@@ -551,7 +560,7 @@ def segment(
 
     run = {
         "command": "segment", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": settings, "batch": batch, "every": every, "gsd_mm": gsd_mm,
+        "settings": settings, "batch": batch, "every": every,
         "versions": _versions(), **(run_info or {}),
     }  # fmt: skip
     write_text_atomic(
@@ -560,7 +569,7 @@ def segment(
     t_start = time.perf_counter()
     writer = _Writer(out_dir, job.options, job.scale, done)
     reader = _Reader(iter_frames(sources, every, wanted))
-    frames = FramePipeline(runner, job, batch, writer, result.timings, hooks)
+    frames = FramePipeline(runner, job, batch, writer, result.timings, hooks, gsd)
     status = "interrupted"
     try:
         t0 = time.perf_counter()
@@ -590,8 +599,9 @@ def segment(
         reader.stop()
         result.timings.wall_s = time.perf_counter() - t_start
         result.warnings += getattr(runner, "warnings", [])
-        write_summary(out_dir / "summary.csv", result.records, job.scale, gsd_mm)
-        write_cracks(out_dir / "cracks.csv", result.records, gsd_mm)
+        mm = job.options.gsd.configured
+        write_summary(out_dir / "summary.csv", result.records, job.scale, mm)
+        write_cracks(out_dir / "cracks.csv", result.records, mm)
         write_coco(out_dir / "coco.json", result.records)
         counts = {
             "frames_ok": result.processed,
@@ -600,5 +610,10 @@ def segment(
         }
         run.update(status=status, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), **counts)
         run["timings"] = asdict(result.timings)
+        run["gsd"] = gsd_report(result.records)
+        if unused := gsd.unused(result.records):
+            result.warnings.append(
+                f"{len(unused)} GSD sidecar row(s) match no frame of this run, e.g. {unused[0]!r}"
+            )
         write_text_atomic(out_dir / "run.json", json.dumps(run, indent=1, default=str) + "\n")
     return result

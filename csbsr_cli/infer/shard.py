@@ -226,20 +226,22 @@ def merge_summaries(inputs: Sequence[Path], partial: bool = False) -> MergeResul
 
 def merge_annotations(folders: Sequence[Path], dest_dir: Path) -> list[Path]:
     """cracks.csv and coco.json of the whole job, rebuilt from the shard runs' frame records (json/), as
-    the unsharded run writes them; the GSD is the runs' own (they share their settings)."""
+    the unsharded run writes them; mm columns when the runs look for GSDs (they share their settings)."""
+    from .gsd import GsdOptions
     from .outputs import read_record, write_coco, write_cracks  # lazy: outputs pulls in OpenCV
 
-    records, gsd = [], None
+    records, mm = [], False
     for folder in expand_inputs(list(folders)):
         if not folder.is_dir():
             continue
         try:
-            gsd = json.loads((folder / RUN_NAME).read_text(encoding="utf-8")).get("gsd_mm", gsd)
-        except (OSError, ValueError):
+            run = json.loads((folder / RUN_NAME).read_text(encoding="utf-8"))
+            mm = mm or GsdOptions(**run["settings"]["options"]["gsd"]).configured
+        except (OSError, ValueError, KeyError, TypeError):
             pass
         records += [r for path in sorted((folder / "json").rglob("*.json")) if (r := read_record(path))]
     written = [dest_dir / "cracks.csv", dest_dir / "coco.json"]
-    write_cracks(written[0], records, gsd)
+    write_cracks(written[0], records, mm)
     write_coco(written[1], records)
     return written
 

@@ -150,12 +150,28 @@ def width_histogram(widths: Sequence[float], bins: int = 12) -> tuple[list[str],
     return [f"{edges[i]:.3g}-{edges[i + 1]:.3g}" for i in range(bins)], [float(c) for c in counts]
 
 
-def build_report(
-    run_dir: Path,
-    thresholds_mm: Sequence[float] = DEFAULT_THRESHOLDS_MM,
-    names: Sequence[str] = DEFAULT_NAMES,
-) -> Path:
-    """Write `run_dir`/report.html (and its thumbnails) from the run's outputs; returns its path."""
+def _classes(
+    run: dict[str, Any], cracks: list[dict[str, str]], asked: Sequence[float] | None, source: Path
+) -> tuple[float, ...]:
+    """The severity limits of the page: the run's own when cracks.csv carries its classes (segment made
+    them; other limits would be a second rule), else `asked` or the defaults (older runs)."""
+    own = ((run.get("settings") or {}).get("options") or {}).get("severity_mm")
+    classed = bool(cracks) and "severity" in cracks[0]
+    if classed and own is not None and asked is not None and tuple(asked) != tuple(own):
+        raise InputError(
+            f"its cracks are classed by segment --severity-mm {','.join(map(str, own))}: run segment "
+            "with other limits instead",
+            source,
+        )
+    if not classed:
+        for crack in cracks:
+            crack["severity"] = severity(_number(crack.get("max_width_mm")), asked or DEFAULT_THRESHOLDS_MM)
+    return tuple(own if classed and own is not None else asked or DEFAULT_THRESHOLDS_MM)
+
+
+def build_report(run_dir: Path, thresholds_mm: Sequence[float] | None = None) -> Path:
+    """Write `run_dir`/report.html (and its thumbnails) from the run's outputs; returns its path.
+    `thresholds_mm`: severity limits for runs whose cracks.csv has no severity column."""
     run_dir = Path(run_dir)
     if not (run_dir / "summary.csv").is_file():
         raise InputError("not a segment run folder (no summary.csv)", run_dir)
@@ -170,10 +186,10 @@ def build_report(
     mm = bool(cracks) and "max_width_mm" in cracks[0]
     unit = "mm" if mm else "input px"
     width_key, length_key = ("max_width_mm", "length_mm") if mm else ("max_width_px_input", "length_px_input")
-
+    thresholds_mm = _classes(run, cracks, thresholds_mm, run_dir / "cracks.csv")
+    names = DEFAULT_NAMES
     per_frame: dict[str, list[dict[str, str]]] = defaultdict(list)
     for crack in cracks:
-        crack["severity"] = severity(_number(crack.get("max_width_mm")), thresholds_mm, names)
         per_frame[crack["frame"]].append(crack)
     order = {name: i for i, name in enumerate([*names, UNKNOWN])}
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InputError
+
 DEFAULT_THRESHOLDS_MM: tuple[float, ...] = (0.3, 1.25)
 DEFAULT_NAMES: tuple[str, ...] = ("insignificant", "moderate", "wide")
 UNKNOWN = "unknown (no GSD)"
@@ -25,3 +27,14 @@ def severity(
     if width_mm is None:
         return UNKNOWN
     return names[sum(width_mm >= t for t in thresholds_mm)]
+
+
+def parse_thresholds(text: str, option: str = "--severity-mm") -> tuple[float, ...]:
+    """`"0.3,1.25"` -> (0.3, 1.25): increasing positive widths in mm, one fewer than the classes."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{option}: expected increasing numbers like 0.3,1.25, got {text!r}") from None
+    if len(values) != len(DEFAULT_NAMES) - 1 or list(values) != sorted(values) or values[0] <= 0:
+        raise InputError(f"{option}: expected {len(DEFAULT_NAMES) - 1} increasing widths in mm, got {text!r}")
+    return values
