@@ -97,7 +97,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, unit: 
     ticks = [
         f'<text x="{pad + i * step:.1f}" y="{height - pad + 14}" font-size="10">{escape(label)}</text>'
         for i, label in enumerate(labels)
-        if len(labels) <= 12 or i % math.ceil(len(labels) / 12) == 0
+        if i % math.ceil(len(labels) / 6) == 0  # at most 6 labels: long ones must not overlap
     ]
     axis = (
         f'<line x1="{pad}" y1="{height - pad}" x2="{width}" y2="{height - pad}" stroke="#444"/>'
