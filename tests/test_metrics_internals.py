@@ -146,3 +146,15 @@ def test_write_run_directory(tmp_path):
     text = console.export_text()
     assert "preset: default" in text and "IoU_max" in text and "HD95_min" in text and "PSNR" in text
     assert not math.isnan(metrics["segmentation"]["AUPRC"])
+
+
+def test_summary_table_says_how_ods_ois_are_pooled_and_names_the_papers_hd95(tmp_path):
+    metrics = write_run(tmp_path / "run", PAPER, evaluate_masks(_synthetic(3), PAPER), [], metadata={})
+    console = Console(record=True, width=200)
+    console.print(summary_table(metrics))
+    lines = console.export_text().splitlines()
+    hd50 = next(line for line in lines if line.lstrip("│ ").startswith("HD50_min"))
+    hd95 = next(line for line in lines if line.lstrip("│ ").startswith("HD95_min"))
+    assert "the paper's 'HD95'" in hd50 and "paper" not in hd95
+    assert any("ODS F1" in line and "pixels pooled over all images" in line for line in lines)
+    assert any("OIS F1" in line and "each image's best-threshold F1" in line for line in lines)
