@@ -377,13 +377,16 @@ def _is_card(path: Path) -> bool:
 
 def folder_card(folder: Path) -> Path:
     """The model card a folder stands for: a finished training run's (its result.json names it, wherever
-    it was exported), else the one card in the folder or in its models/ subfolder."""
+    it was exported), else the one card in the folder or in its models/ subfolder (also a run folder that
+    was moved since, its result.json naming the old place)."""
     result = folder / RESULT_FILE
     if result.is_file():
         try:
-            return Path(json.loads(result.read_text(encoding="utf-8"))["model_card"])
+            card = Path(json.loads(result.read_text(encoding="utf-8"))["model_card"])
         except (OSError, ValueError, KeyError, TypeError):
             raise ModelError("unreadable training result (no model_card named)", result) from None
+        if card.is_file():
+            return card
     cards = [p for d in (folder, folder / "models") for p in sorted(d.glob(f"*{CARD_SUFFIX}")) if _is_card(p)]
     if len(cards) != 1:
         raise ModelError(

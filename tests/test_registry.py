@@ -214,3 +214,28 @@ def test_a_card_may_shadow_a_builtin_name_without_hiding_the_architecture(tmp_pa
               "--models-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")],
     )  # fmt: skip
     assert result.exit_code != 0 and "built-in" in str(result.exception or result.output)
+
+
+def test_a_run_folder_stands_for_the_card_its_result_names(tmp_path: Path) -> None:
+    """registry.folder_card: result.json's card wherever it was exported; once the run folder has moved (the
+    named card is gone), the card in its models/; the weights-file rule needs the architecture."""
+    exported = tmp_path / "elsewhere"
+    exported.mkdir()
+    (exported / "tiny.json").write_text(json.dumps(TINY_CARD))
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "result.json").write_text(
+        json.dumps({"status": "completed", "model_card": str(exported / "tiny.json")})
+    )
+    registry = Registry()
+    assert registry.resolve(run).source == str(exported / "tiny.json")
+    (run / "models" / "tiny.json").write_text(json.dumps(TINY_CARD))
+    (exported / "tiny.json").unlink()
+    assert registry.resolve(run).source == str(run / "models" / "tiny.json")
+    weights = tmp_path / "w.pth"
+    torch.save(build_network(registry.resolve(run)).state_dict(), weights)
+    with pytest.raises(ModelError, match="needs a model card"):
+        registry.resolve(weights)
+    spec = Registry([run / "models"]).resolve(weights, arch="tiny")
+    assert spec.weights is not None and spec.weights.sha256 == sha256_file(weights) and spec.name == "tiny"
+    assert load_model(spec, require_weights=True) is not None
