@@ -19,6 +19,7 @@ from csbsr_cli.data.kernels import KernelLaw
 from csbsr_cli.errors import ModelError
 from csbsr_cli.infer.pipeline import load_torch_model
 from csbsr_cli.metrics import PAPER, evaluate_masks, image_quality, summarize, summarize_quality
+from csbsr_cli.metrics.panels import PANEL_HEADER
 from csbsr_cli.registry import Registry
 from csbsr_cli.weights import sha256_file
 
@@ -266,6 +267,9 @@ def test_run_folder_holds_every_output_and_its_provenance(
     assert not (out / "predictions").exists() and not list(out.glob(".predictions-*"))
     panel = cv2.imread(str(out / "panels" / "im1.png"))
     assert panel.shape[1] > 5 * 64  # LR, SR, HR, GT, prediction
+    legend = panel[-PANEL_HEADER:, :160]  # TP / FP / FN swatches under the panels (BGR on disk)
+    for rgb in ((255, 40, 40), (40, 110, 255)):
+        assert (legend == rgb[::-1]).all(axis=2).sum() > 20, rgb
     got = json.loads((out / "metrics.json").read_text())
     meta = got["metadata"]
     assert meta["model"]["card_sha256"] == sha256_file(models_dir / "tiny.json")

@@ -24,6 +24,21 @@ PANEL_HEADER = 18
 PANEL_GAP = 4
 
 
+LEGEND = (("TP", (255, 255, 255)), ("FP", (255, 40, 40)), ("FN", (40, 110, 255)))  # RGB, as drawn
+
+
+def _legend(width: int) -> np.ndarray:
+    """A strip under the panels: the prediction column's colours and what they mean."""
+    strip = np.full((PANEL_HEADER, width, 3), 255, np.uint8)
+    x = 3
+    for name, rgb in LEGEND:
+        cv2.rectangle(strip, (x, 3), (x + 11, PANEL_HEADER - 4), rgb, -1)
+        cv2.rectangle(strip, (x, 3), (x + 11, PANEL_HEADER - 4), (0, 0, 0), 1)
+        cv2.putText(strip, name, (x + 15, PANEL_HEADER - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        x += 50
+    return strip
+
+
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     header = np.full((PANEL_HEADER, img.shape[1], 3), 255, np.uint8)
     cv2.putText(header, text, (3, PANEL_HEADER - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
@@ -33,7 +48,8 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 def panel_image(
     images: PanelImages, sr: np.ndarray | None, prob: np.ndarray, threshold: int, preset: MetricPreset
 ) -> np.ndarray:
-    """LR (nearest), SR, HR, GT and the prediction at `threshold` (TP white, FP red, FN blue) side by side."""
+    """LR (nearest), SR, HR, GT and the prediction at `threshold` (TP white, FP red, FN blue) side by side,
+    with a colour legend underneath."""
     h, w = images.mask.shape
     columns = []
     if images.lr is not None:
@@ -54,4 +70,5 @@ def panel_image(
     parts = []
     for label, img in columns:
         parts += [_label(img, label), gap]
-    return np.hstack(parts[:-1])
+    row = np.hstack(parts[:-1])
+    return np.vstack([row, _legend(row.shape[1])])
