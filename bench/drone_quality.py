@@ -84,7 +84,7 @@ def segment_windows(windows: dict, model: str, models_dirs: list[str], out: Path
     run = out / "segment"
     command = [
         "csbsr", "segment", str(frames), "-o", str(run), "-m", model, "--min-length", "0",
-        "--min-elongation", "0", "-q", "--resume",
+        "--min-elongation", "0", "--outputs", "prob", "-q", "--resume",
     ]  # fmt: skip
     for folder in models_dirs:
         command += ["--models-dir", folder]

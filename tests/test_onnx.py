@@ -72,7 +72,8 @@ def test_segment_with_onnxruntime_backend(exported: tuple[Path, Path], tmp_path:
     for backend in ("torch", "onnxruntime"):
         out = tmp_path / backend
         args = ["segment", str(tmp_path / "in"), "-o", str(out), "-m", "tiny", "--models-dir", str(root),
-                "--backend", backend, "--onnx", str(path), "--batch", str(BATCH), "-q"]  # fmt: skip
+                "--backend", backend, "--onnx", str(path), "--batch", str(BATCH), "--outputs", "prob",
+                "-q"]  # fmt: skip
         code, text = cli(capsys, *args)
         assert code == 0, text
         outs[backend] = cv2.imread(str(out / "prob" / "a.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)

@@ -20,7 +20,7 @@ from csbsr_cli.data.image_io import read_image, write_png
 from csbsr_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PARTIAL, DeviceError, InputError
 from csbsr_cli.infer.device import resolve_device, resolve_precision
 from csbsr_cli.infer.inputs import count_frames, discover, iter_frames
-from csbsr_cli.infer.outputs import OutputOptions, PngStream, TiffStream
+from csbsr_cli.infer.outputs import FRAME_OUTPUTS, OUTPUTS, OutputOptions, PngStream, TiffStream
 from csbsr_cli.infer.pipeline import Job, TorchRunner, make_runner, segment
 from csbsr_cli.infer.shape import ShapeRule
 from csbsr_cli.nets.types import JointOutput
@@ -190,12 +190,14 @@ def test_tiff_stream_roundtrip(tmp_path: Path) -> None:
 
 
 def _frame_files(
-    out: Path, key: str, kinds: tuple[str, ...] = ("mask", "prob", "overlay", "json")
+    out: Path, key: str, kinds: tuple[str, ...] = ("mask", "overlay", "geojson", "json")
 ) -> list[Path]:
     suffix = {
         "mask": ".png",
         "prob": ".png",
+        "prob8": ".png",
         "overlay": ".jpg",
+        "geojson": ".geojson",
         "json": ".json",
         "sr": ".png",
         "kernel": ".png",
@@ -211,12 +213,12 @@ def test_segment_cli_writes_every_output(inputs: Path, tmp_path: Path, models_di
     out = tmp_path / "run"
     code, text = cli(
         capsys, "segment", str(inputs), "-o", str(out), "--model", "tiny", "--models-dir", str(models_dir),
-        "--every", "2", "--save-sr", "--save-kernel", "--gsd", "0.5", "-q",
+        "--every", "2", "--outputs", ",".join(OUTPUTS), "--gsd", "0.5", "-q",
     )  # fmt: skip
     assert code == 0, text
     assert "random weights" in text and "meaningless" in text
     for key in EXPECTED_KEYS:
-        files = _frame_files(out, key, ("mask", "prob", "overlay", "json", "sr", "kernel"))
+        files = _frame_files(out, key, FRAME_OUTPUTS)
         assert all(p.is_file() for p in files), key
     record = json.loads((out / "json" / "sub" / "deep16.json").read_text(encoding="utf-8"))
     assert record["input_size"] == [40, 40] and record["sr_size"] == [160, 160] and record["status"] == "ok"
@@ -257,7 +259,7 @@ class _DarkIsCrack(torch.nn.Module):
 def test_mask_on_input_grid_and_float_probabilities(tmp_path: Path) -> None:
     write_png(tmp_path / "in" / "a.png", _texture(40, 50))
     runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
-    options = OutputOptions(threshold=0.5, mask_scale="input", prob_format="tiff")
+    options = OutputOptions(threshold=0.5, mask_scale="input", prob_format="tiff", outputs=OUTPUTS)
     result = segment(discover([str(tmp_path / "in")]), tmp_path / "out", runner, _tiny_job(options))
     assert result.processed == 1
     mask = cv2.imread(str(tmp_path / "out" / "mask" / "a.png"), cv2.IMREAD_UNCHANGED)
@@ -321,10 +323,10 @@ def test_resume_skips_complete_frames(tmp_path: Path) -> None:
     stamp = (out / "json" / "f1.json").stat().st_mtime_ns
     again = segment(sources, out, runner, job, resume=True)
     assert (again.processed, again.resumed) == (0, 3) and len(again.records) == 3
-    (out / "prob" / "f1.png").unlink()  # an incomplete frame is redone, the others are not
+    (out / "mask" / "f1.png").unlink()  # an incomplete frame is redone, the others are not
     again = segment(sources, out, runner, job, resume=True)
     assert (again.processed, again.resumed) == (1, 2)
-    assert (out / "json" / "f1.json").stat().st_mtime_ns != stamp and (out / "prob" / "f1.png").is_file()
+    assert (out / "json" / "f1.json").stat().st_mtime_ns != stamp and (out / "mask" / "f1.png").is_file()
     changed = _tiny_job(OutputOptions(threshold=0.7))  # other settings: nothing counts as complete
     assert segment(sources, out, runner, changed, resume=True).processed == 3
     rows = list(csv.DictReader(open(out / "summary.csv", encoding="utf-8")))
@@ -349,11 +351,11 @@ def test_interrupt_leaves_no_partial_files(tmp_path: Path) -> None:
         write_png(tmp_path / "in" / f"f{i}.png", _texture(64, 64, i))
     out = tmp_path / "out"
     runner = _Interrupting(TorchRunner(LocalJoint(), torch.device("cpu"), None, 2), at=4)  # f0: 2 calls
-    options = OutputOptions(threshold=0.5, save_sr=True, save_kernel=True)
+    options = OutputOptions(threshold=0.5, outputs=OUTPUTS)
     with pytest.raises(KeyboardInterrupt):
         segment(discover([str(tmp_path / "in")]), out, runner, _tiny_job(options))
     assert not _part_files(out)
-    kinds = ("mask", "prob", "overlay", "json", "sr", "kernel")
+    kinds = FRAME_OUTPUTS
     complete = [k for k in ("f0", "f1", "f2") if all(p.is_file() for p in _frame_files(out, k, kinds))]
     for key in {"f0", "f1", "f2"} - set(complete):  # a frame is all there or not there at all
         assert not any(out.rglob(f"{key}.*")), key
@@ -456,7 +458,9 @@ def test_sample_drone_frames(tmp_path: Path, capsys) -> None:
     """The shipped 1280x720 drone frames with the default model (minutes on a CPU: run with -m slow)."""
     sample = Path(__file__).resolve().parents[1] / "sample_data" / "drone_crops"
     out = tmp_path / "sample"
-    code, text = cli(capsys, "segment", str(sample), "-o", str(out), "--save-sr", "--save-kernel", "-q")
+    code, text = cli(
+        capsys, "segment", str(sample), "-o", str(out), "--outputs", "mask,json,overlay,prob,sr", "-q"
+    )
     assert code == 0, text
     for path in sample.glob("*.jpg"):
         assert all(
@@ -493,7 +497,7 @@ def test_shape_step_cleans_masks_and_figures_but_not_probabilities(tmp_path: Pat
     runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
     records = {}
     for name, rule in (("raw", ShapeRule()), ("shaped", ShapeRule(min_length=10, min_elongation=4))):
-        options = OutputOptions(threshold=0.5, shape=rule)
+        options = OutputOptions(threshold=0.5, shape=rule, outputs=OUTPUTS)
         segment(discover([str(tmp_path / "in")]), tmp_path / name, runner, _tiny_job(options))
         records[name] = json.loads((tmp_path / name / "json" / "a.json").read_text())
     raw_mask, shaped_mask = (

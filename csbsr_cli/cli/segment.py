@@ -15,7 +15,7 @@ from rich.table import Table
 from ..errors import EXIT_PARTIAL
 from ..infer.gsd import GsdOptions, read_sidecar
 from ..infer.inputs import count_frames, discover
-from ..infer.outputs import OutputOptions, check_out_dir
+from ..infer.outputs import DEFAULT_OUTPUTS, OUTPUTS, OutputOptions, check_out_dir, parse_outputs
 from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment, tiling_for
 from ..infer.shape import ShapeRule
 from ..infer.shard import COUNT_VAR, resolve_shard
@@ -140,11 +140,18 @@ def segment_command(
     mask_scale: Literal["sr", "input"] = typer.Option(
         "sr", "--mask-scale", help="Mask on the SR or input grid."
     ),
-    prob_format: Literal["png16", "tiff"] = typer.Option(
-        "png16", "--prob-format", help="Probability map: 16-bit PNG or float32 TIFF."
+    outputs: str = typer.Option(
+        ",".join(DEFAULT_OUTPUTS),
+        "--outputs",
+        help=f"What to write, comma-separated, of {','.join(OUTPUTS)}: prob = the SR-grid probability map, "
+        "prob8 = 8-bit at input scale, sr = the x4 frame, kernel = the blur estimate; json always.",
     ),
-    save_sr: bool = typer.Option(False, "--save-sr", help="Also write the x4 super-resolved frame."),
-    save_kernel: bool = typer.Option(False, "--save-kernel", help="Also write the estimated blur kernel."),
+    prob_format: Literal["png16", "tiff"] = typer.Option(
+        "png16", "--prob-format", help="The prob output: 16-bit PNG or float32 TIFF."
+    ),
+    overlay_on: Literal["input", "sr"] = typer.Option(
+        "input", "--overlay-on", help="Draw the overlay on the input frame or on the x4 SR frame."
+    ),
     gsd: float | None = typer.Option(
         None,
         "--gsd",
@@ -188,9 +195,10 @@ def segment_command(
 ) -> None:
     """Super-resolve x4 and segment cracks in images, folders, globs and videos.
 
-    Writes mask/, prob/, overlay/ and json/ (with --save-sr/--save-kernel also sr/ and kernel/), mirroring
-    the input folders, plus summary.csv (per frame; lengths and widths in SR pixels, input px x 4),
-    cracks.csv (one row per crack, in input pixels) and run.json. Every file and column: docs/outputs.md.
+    Writes mask/, overlay/, geojson/ and json/ by default (--outputs: also prob/, prob8/, sr/, kernel/),
+    mirroring the input folders, plus summary.csv (per frame; lengths and widths in SR pixels, input px x 4),
+    cracks.csv (one row per crack, in input pixels), coco.json and run.json. Every file and column:
+    docs/outputs.md.
 
     A frame that cannot be read or processed does not stop the batch: it is listed at the end (exit code 3).
     """
@@ -201,6 +209,7 @@ def segment_command(
     check_out_dir(out_dir, resume, overwrite)
     sidecar, sidecar_sha256 = read_sidecar(gsd_csv) if gsd_csv is not None else ({}, None)
     severity_limits = parse_thresholds(severity_mm)
+    kinds = parse_outputs(outputs)
     extensions = [e for item in ext or [] for e in item.split(",") if e.strip()]
     sources = discover(inputs, recursive=recursive, extensions=extensions, exclude=run_dir)
     if part:
@@ -217,7 +226,7 @@ def segment_command(
             spec.min_elongation if min_elongation is None else min_elongation,
         ),
         mask_scale=mask_scale,
-        prob_format=prob_format, save_sr=save_sr, save_kernel=save_kernel,
+        prob_format=prob_format, outputs=kinds, overlay_on=overlay_on,
         gsd=GsdOptions(gsd, sidecar_sha256, sensor_width_mm), severity_mm=severity_limits,
     )  # fmt: skip
     job = Job(

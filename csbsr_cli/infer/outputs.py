@@ -4,16 +4,19 @@ Layout under the run directory (`<key>` mirrors the input's subfolders; video fr
 
     mask/<key>.png      crack mask after the shape step, 8-bit 0/255, on the SR grid (or the input grid
                         with --mask-scale input)
-    prob/<key>.png      crack probability, 16-bit PNG (value / 65535), or prob/<key>.tiff float32
-    overlay/<key>.jpg   cracks drawn in red over the input frame (input grid)
+    overlay/<key>.jpg   cracks tinted by severity over the input frame (or the SR frame), ids, a legend
     geojson/<key>.geojson  one LineString per crack polyline, in input-frame pixels
-    sr/<key>.png        the x4 super-resolved frame (optional)
-    kernel/<key>.png    the estimated blur kernel, scaled to its maximum and enlarged x8 (optional)
+    prob/<key>.png      crack probability, 16-bit PNG (value / 65535), or prob/<key>.tiff float32 (asked)
+    prob8/<key>.png     crack probability at input scale, 8-bit, max over each SR block (asked)
+    sr/<key>.png        the x4 super-resolved frame (asked)
+    kernel/<key>.png    the estimated blur kernel, scaled to its maximum and enlarged x8 (asked)
     json/<key>.json     figures, settings, output list and crack instances; written last, so it marks the
-                        frame complete
+                        frame complete (always)
     summary.csv         one row per frame of the run (also frames completed by an earlier run)
     cracks.csv          one row per crack of the run, in input pixels (and mm with a GSD)
     coco.json           every crack of the run as a COCO instance (RLE mask at input-frame scale)
+
+`--outputs` chooses the kinds; the defaults (DEFAULT_OUTPUTS) keep a 1280x720 frame under 2 MB.
 
 Every file and column is documented in docs/outputs.md.
 
@@ -51,15 +54,20 @@ from ..utils.atomic import atomic_path, write_text_atomic
 from ..utils.folders import LOCK_NAME, ensure_writable
 from .annotations import coco_document, coco_fields, frame_geojson
 from .gsd import GsdOptions
-from .instances import FIGURES, find_cracks, with_mm
+from .instances import FIGURES, Crack, find_cracks, with_mm
 from .measure import CrackMeter
-from .shape import ShapeRule, clean_mask
+from .overlay import render
+from .shape import ShapeRule, clean_mask, pieces
 
 MaskScale = Literal["sr", "input"]
 ProbFormat = Literal["png16", "tiff"]
-OVERLAY_COLOUR = np.array([255, 32, 32], np.uint8)  # RGB
-OVERLAY_ALPHA = 0.6
-OVERLAY_QUALITY = 92
+OverlayOn = Literal["input", "sr"]
+FRAME_OUTPUTS = ("mask", "overlay", "geojson", "prob", "prob8", "sr", "kernel", "json")  # files per frame
+RUN_OUTPUTS = ("coco",)  # files per run
+OUTPUTS = (*FRAME_OUTPUTS, *RUN_OUTPUTS)
+DEFAULT_OUTPUTS = ("mask", "overlay", "geojson", "json", "coco")
+SUFFIXES = {"mask": ".png", "overlay": ".jpg", "geojson": ".geojson", "prob8": ".png", "sr": ".png",
+            "kernel": ".png", "json": ".json"}  # fmt: skip
 KERNEL_ZOOM = 8
 BAND_ROWS = 64  # SR rows encoded at a time
 PNG_LEVEL = 3  # zlib level: 3 is ~2x faster than 6 for ~10 % larger files on probability maps
@@ -81,26 +89,40 @@ class OutputOptions:
     threshold: float
     shape: ShapeRule = ShapeRule()  # the shape step, in pixels of the input frame
     mask_scale: MaskScale = "sr"
-    prob_format: ProbFormat = "png16"
-    save_sr: bool = False
-    save_kernel: bool = False
+    prob_format: ProbFormat = "png16"  # of the "prob" output
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # of OUTPUTS, in that order; "json" always
+    overlay_on: OverlayOn = "input"
     gsd: GsdOptions = GsdOptions()  # where each frame's mm per pixel comes from
     severity_mm: tuple[float, ...] = DEFAULT_THRESHOLDS_MM  # max-width limits between severity classes
 
+    def wants(self, kind: str) -> bool:
+        return kind in self.outputs
+
+    @property
+    def sr_overlay(self) -> bool:
+        """The overlay is drawn on the SR frame (which is then kept whole for it)."""
+        return self.wants("overlay") and self.overlay_on == "sr"
+
+    @property
+    def needs_sr(self) -> bool:
+        """The model's SR image is needed: saved, or drawn on."""
+        return self.wants("sr") or self.sr_overlay
+
     def paths(self, out_dir: Path, key: str) -> dict[str, Path]:
         """Every output file of frame `key` (json last: it is written last)."""
-        suffixes = {
-            "mask": ".png",
-            "prob": ".tiff" if self.prob_format == "tiff" else ".png",
-            "overlay": ".jpg",
-            "geojson": ".geojson",
-        }
-        if self.save_sr:
-            suffixes["sr"] = ".png"
-        if self.save_kernel:
-            suffixes["kernel"] = ".png"
-        suffixes["json"] = ".json"
-        return {kind: out_dir / kind / f"{key}{suffix}" for kind, suffix in suffixes.items()}
+        suffixes = {**SUFFIXES, "prob": ".tiff" if self.prob_format == "tiff" else ".png"}
+        kinds = [k for k in FRAME_OUTPUTS if k in self.outputs]
+        return {kind: out_dir / kind / f"{key}{suffixes[kind]}" for kind in kinds}
+
+
+def parse_outputs(text: str) -> tuple[str, ...]:
+    """`"mask,prob"` -> ("mask", "prob", "json"): known kinds in OUTPUTS order, json added (it marks a
+    frame complete)."""
+    asked = {k.strip() for k in text.split(",") if k.strip()}
+    unknown = sorted(asked - set(OUTPUTS))
+    if unknown:
+        raise InputError(f"--outputs: unknown output {unknown[0]!r} (choose from {','.join(OUTPUTS)})")
+    return tuple(k for k in OUTPUTS if k in asked | {"json"})
 
 
 def to_uint(img: np.ndarray, bits: int) -> np.ndarray:
@@ -284,15 +306,19 @@ class FrameWriter:
         self.meter = CrackMeter(self.sr_h, self.sr_w)
         # The thresholded SR mask is kept whole: the shape step needs every piece complete.
         self.crack = np.zeros((self.sr_h, self.sr_w), bool)
-        self.small_mask = np.zeros((h, w), bool)  # any crack pixel in the scale x scale block
+        want = options.wants
+        # The SR frame kept whole only to draw the overlay on it.
+        self.sr_image = np.zeros((self.sr_h, self.sr_w, 3), np.uint8) if options.sr_overlay else None
         try:
-            if options.prob_format == "tiff":
+            self.prob: PngStream | TiffStream | None = None
+            if want("prob") and options.prob_format == "tiff":
                 self.prob = self._stream(TiffStream, "prob", self.sr_h, self.sr_w)
-            else:
+            elif want("prob"):
                 self.prob = self._stream(PngStream, "prob", self.sr_h, self.sr_w, 1, 16)
-            sr_mask = options.mask_scale == "sr"
+            self.prob8 = self._stream(PngStream, "prob8", h, w, 1, 8) if want("prob8") else None
+            sr_mask = want("mask") and options.mask_scale == "sr"
             self.mask = self._stream(PngStream, "mask", self.sr_h, self.sr_w, 1, 8) if sr_mask else None
-            self.sr = self._stream(PngStream, "sr", self.sr_h, self.sr_w, 3, 8) if options.save_sr else None
+            self.sr = self._stream(PngStream, "sr", self.sr_h, self.sr_w, 3, 8) if want("sr") else None
         except BaseException:
             self.abort()
             raise
@@ -304,14 +330,15 @@ class FrameWriter:
         return stream
 
     def write(self, y: int, strips: Mapping[str, np.ndarray]) -> None:
-        """SR rows [y, y + h): strips["prob"] (1, h, W) and, when saving it, strips["sr"] (3, h, W).
+        """SR rows [y, y + h): strips["prob"] (1, h, W) and, when `options.needs_sr`, strips["sr"] (3, h, W).
 
         Encoded in bands of about BAND_ROWS rows, so the temporaries stay small on wide frames."""
         s, h = self.scale, strips["prob"].shape[1]
         band = max(s, BAND_ROWS // s * s)  # a multiple of the scale: bands map to whole input rows
         for top in range(0, h, band):
             rows = slice(top, min(top + band, h))
-            self._write_band(y + top, strips["prob"][0, rows], strips["sr"][:, rows] if self.sr else None)
+            sr = strips["sr"][:, rows] if "sr" in strips else None
+            self._write_band(y + top, strips["prob"][0, rows], sr)
 
     def _write_band(self, y: int, prob: np.ndarray, sr: np.ndarray | None) -> None:
         prob = np.clip(prob, 0.0, 1.0)
@@ -322,23 +349,33 @@ class FrameWriter:
         crack = prob > self.options.threshold  # strict, as the metrics
         if isinstance(self.prob, TiffStream):
             self.prob.write(prob)
-        else:
+        elif self.prob is not None:
             self.prob.write(to_uint(prob, 16))
+        if self.prob8 is not None:  # max over each s x s block: prob8 > threshold is the input-scale mask
+            s = self.scale
+            self.prob8.write(to_uint(prob.reshape(prob.shape[0] // s, s, -1, s).max(axis=(1, 3)), 8))
         self.crack[y : y + crack.shape[0]] = crack
-        if self.sr is not None and sr is not None:
-            self.sr.write(to_uint(sr.transpose(1, 2, 0), 8))
+        if sr is not None:
+            rgb = to_uint(sr.transpose(1, 2, 0), 8)
+            if self.sr is not None:
+                self.sr.write(rgb)
+            if self.sr_image is not None:
+                self.sr_image[y : y + rgb.shape[0]] = rgb
 
-    def _overlay(self) -> bytes:
-        """The input (uint8) with crack pixels tinted, in uint8 only (no float copies of big frames)."""
-        bgr = cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR)
-        colour = np.empty_like(bgr)
-        colour[:] = OVERLAY_COLOUR[::-1]
-        tinted = cv2.addWeighted(bgr, 1 - OVERLAY_ALPHA, colour, OVERLAY_ALPHA, 0)
-        np.copyto(bgr, tinted, where=self.small_mask[:, :, None])
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, OVERLAY_QUALITY])
-        if not ok:
-            raise ValueError("cannot encode the overlay as JPEG")
-        return buf.tobytes()
+    def _overlay(
+        self, cleaned: np.ndarray, cracks: list[Crack], units: list[dict[str, Any]], gsd: float | None
+    ) -> bytes:
+        """The overlay on the input frame (crack ids from each crack's input-scale mask) or the SR frame
+        (ids from the SR mask's pieces, numbered as the cracks)."""
+        listed = [{**c.as_dict(), **u} for c, u in zip(cracks, units, strict=True)]
+        if self.sr_image is not None:
+            ids = pieces(cleaned)[1]
+            return render(self.sr_image, ids, listed, self.scale, self.options.severity_mm, gsd)
+        ids = np.zeros(self.image.shape[:2], np.int32)
+        for crack in cracks:
+            x, y, w, h = crack.bbox_px_input
+            ids[y : y + h, x : x + w][crack.mask_px_input] = crack.crack_id
+        return render(self.image, ids, listed, 1, self.options.severity_mm, gsd)
 
     def finish(self, kernel: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
         """Close the streams, write the small outputs, rename everything into place, then the JSON."""
@@ -349,21 +386,24 @@ class FrameWriter:
             if self.mask is not None:
                 self.mask.write(rows.view(np.uint8) * np.uint8(255))
             self.meter.feed(rows)
-        self.small_mask = cleaned.reshape(self.sr_h // s, s, -1, s).any(axis=(1, 3))
         for stream in self._streams:
             stream.close()
         measures = self.meter.result()
         cracks = find_cracks(cleaned, s)
-        units = [self._units(crack.as_dict(), record.get("gsd_mm")) for crack in cracks]
-        overlay_part = self._stack.enter_context(atomic_path(self.paths["overlay"]))
-        overlay_part.write_bytes(self._overlay())
-        geojson = frame_geojson(self.key, (self.image.shape[1], self.image.shape[0]), cracks, units)
-        geojson_part = self._stack.enter_context(atomic_path(self.paths["geojson"]))
-        geojson_part.write_text(json.dumps(geojson) + "\n", encoding="utf-8")
-        if self.options.mask_scale == "input":
+        gsd = record.get("gsd_mm")
+        units = [self._units(crack.as_dict(), gsd) for crack in cracks]
+        if "overlay" in self.paths:
+            overlay_part = self._stack.enter_context(atomic_path(self.paths["overlay"]))
+            overlay_part.write_bytes(self._overlay(cleaned, cracks, units, gsd))
+        if "geojson" in self.paths:
+            geojson = frame_geojson(self.key, (self.image.shape[1], self.image.shape[0]), cracks, units)
+            geojson_part = self._stack.enter_context(atomic_path(self.paths["geojson"]))
+            geojson_part.write_text(json.dumps(geojson) + "\n", encoding="utf-8")
+        if "mask" in self.paths and self.options.mask_scale == "input":
             mask_part = self._stack.enter_context(atomic_path(self.paths["mask"]))
-            write_png(mask_part, self.small_mask.astype(np.uint8) * np.uint8(255))
-        if self.options.save_kernel:
+            small = cleaned.reshape(self.sr_h // s, s, -1, s).any(axis=(1, 3))  # any crack pixel in the block
+            write_png(mask_part, small.astype(np.uint8) * np.uint8(255))
+        if "kernel" in self.paths:
             peak = float(kernel.max())
             vis = kernel / peak if peak > 0 else kernel
             vis = cv2.resize(vis, None, fx=KERNEL_ZOOM, fy=KERNEL_ZOOM, interpolation=cv2.INTER_NEAREST)

@@ -493,7 +493,7 @@ class FramePipeline:
         self.hooks.frame_started(key, plan.n_tiles)
         image_u8 = cv2.convertScaleAbs(frame.image, alpha=255.0)  # for the overlay; no float temporaries
         self.writer.put(("begin", key, image_u8, frame.valid, meta))
-        channels = {"prob": 1, **({"sr": 3} if job.options.save_sr else {})}
+        channels = {"prob": 1, **({"sr": 3} if job.options.needs_sr else {})}
         wait0 = self.writer.wait_s
         run = run_tiled(
             self.runner, frame.image, plan, self.batch, channels,
@@ -602,7 +602,8 @@ def segment(
         mm = job.options.gsd.configured
         write_summary(out_dir / "summary.csv", result.records, job.scale, mm)
         write_cracks(out_dir / "cracks.csv", result.records, mm)
-        write_coco(out_dir / "coco.json", result.records)
+        if job.options.wants("coco"):
+            write_coco(out_dir / "coco.json", result.records)
         counts = {
             "frames_ok": result.processed,
             "frames_resumed": result.resumed,

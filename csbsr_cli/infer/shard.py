@@ -225,24 +225,28 @@ def merge_summaries(inputs: Sequence[Path], partial: bool = False) -> MergeResul
 
 
 def merge_annotations(folders: Sequence[Path], dest_dir: Path) -> list[Path]:
-    """cracks.csv and coco.json of the whole job, rebuilt from the shard runs' frame records (json/), as
-    the unsharded run writes them; mm columns when the runs look for GSDs (they share their settings)."""
+    """cracks.csv and (when the runs wrote it) coco.json of the whole job, rebuilt from the shard runs' frame
+    records (json/), as the unsharded run writes them; mm columns when the runs look for GSDs (they share
+    their settings)."""
     from .gsd import GsdOptions
     from .outputs import read_record, write_coco, write_cracks  # lazy: outputs pulls in OpenCV
 
-    records, mm = [], False
+    records, mm, coco = [], False, False
     for folder in expand_inputs(list(folders)):
         if not folder.is_dir():
             continue
         try:
-            run = json.loads((folder / RUN_NAME).read_text(encoding="utf-8"))
-            mm = mm or GsdOptions(**run["settings"]["options"]["gsd"]).configured
+            options = json.loads((folder / RUN_NAME).read_text(encoding="utf-8"))["settings"]["options"]
+            mm = mm or GsdOptions(**options["gsd"]).configured
+            coco = coco or "coco" in options["outputs"]
         except (OSError, ValueError, KeyError, TypeError):
             pass
         records += [r for path in sorted((folder / "json").rglob("*.json")) if (r := read_record(path))]
-    written = [dest_dir / "cracks.csv", dest_dir / "coco.json"]
+    written = [dest_dir / "cracks.csv"]
     write_cracks(written[0], records, mm)
-    write_coco(written[1], records)
+    if coco:
+        written.append(dest_dir / "coco.json")
+        write_coco(written[1], records)
     return written
 
 
