@@ -45,11 +45,12 @@ def test_default_outputs_of_a_1280x720_frame_are_lean(tmp_path: Path) -> None:
     out = _run(tmp_path, _lines(720, 1280))
     files = {p.relative_to(out).as_posix(): p.stat().st_size for p in out.rglob("*") if p.is_file()}
     per_frame = {k: v for k, v in files.items() if "/" in k}
-    assert sorted(per_frame) == ["geojson/a.geojson", "json/a.json", "mask/a.png", "overlay/a.jpg"]
-    assert sorted(set(files) - set(per_frame)) == ["coco.json", "cracks.csv", "run.json", "summary.csv"]
+    assert sorted(per_frame) == ["json/a.json", "mask/a.png", "overlay/a.jpg"]
+    assert sorted(set(files) - set(per_frame)) == ["cracks.csv", "run.json", "summary.csv"]
     assert sum(per_frame.values()) <= 2 * MB, per_frame  # the 16-bit SR probability map alone is ~20 MB
     record = json.loads((out / "json" / "a.json").read_text(encoding="utf-8"))
     assert record["crack_count"] == 4 and record["settings"]["options"]["outputs"] == list(DEFAULT_OUTPUTS)
+    assert "rle" not in record["cracks"][0]  # kept for coco.json only
 
 
 def test_prob8_is_the_block_maximum_of_the_probability(tmp_path: Path) -> None:

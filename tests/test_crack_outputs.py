@@ -22,6 +22,7 @@ from csbsr_cli.infer.outputs import (
     MM_FIELDS,
     SUMMARY_FIELDS,
     OutputOptions,
+    parse_outputs,
 )
 from csbsr_cli.infer.pipeline import TorchRunner, segment
 
@@ -40,7 +41,7 @@ def frames(tmp_path_factory) -> Path:
 
 def run(frames: Path, out: Path, gsd_mm: float | None) -> list[dict[str, str]]:
     runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
-    options = OutputOptions(0.5, gsd=GsdOptions(mm_per_px=gsd_mm))
+    options = OutputOptions(0.5, gsd=GsdOptions(mm_per_px=gsd_mm), outputs=parse_outputs("mask,geojson,coco"))
     result = segment(discover([str(frames)]), out, runner, _tiny_job(options))
     assert result.processed == 2
     with open(out / "cracks.csv", encoding="utf-8") as fh:

@@ -230,7 +230,9 @@ def _write_frames(root: Path) -> list[str]:
 
 
 def _segment(frames: Path, *args: str) -> None:
-    result = runner.invoke(app, ["segment", str(frames), "-q", *args])
+    result = runner.invoke(
+        app, ["segment", str(frames), "-q", "--outputs", "mask,overlay,geojson,coco", *args]
+    )
     assert result.exit_code == 0, result.output
 
 

@@ -69,7 +69,8 @@ def test_each_frame_gets_its_own_gsd_and_says_where_from(frames: Path, tmp_path:
     sidecar = tmp_path / "gsd.csv"
     sidecar.write_text("frame,gsd_mm\nside.png,2.0\nmissing,1\n", encoding="utf-8")
     table, digest = read_sidecar(sidecar)
-    options = OutputOptions(0.5, gsd=GsdOptions(mm_per_px=0.1, sidecar_sha256=digest, sensor_width_mm=13.2))
+    gsd = GsdOptions(mm_per_px=0.1, sidecar_sha256=digest, sensor_width_mm=13.2)
+    options = OutputOptions(0.5, gsd=gsd, outputs=("geojson", "json"))
     runner = TorchRunner(_DarkIsCrack(), torch.device("cpu"), None, 4)
     out = tmp_path / "out"
     result = segment(discover([str(frames)]), out, runner, _tiny_job(options), gsd_sidecar=table)

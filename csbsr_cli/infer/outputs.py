@@ -65,11 +65,12 @@ OverlayOn = Literal["input", "sr"]
 FRAME_OUTPUTS = ("mask", "overlay", "geojson", "prob", "prob8", "sr", "kernel", "json")  # files per frame
 RUN_OUTPUTS = ("coco",)  # files per run
 OUTPUTS = (*FRAME_OUTPUTS, *RUN_OUTPUTS)
-DEFAULT_OUTPUTS = ("mask", "overlay", "geojson", "json", "coco")
+DEFAULT_OUTPUTS = ("mask", "overlay", "json")  # the JSON holds the crack list and polylines already
 SUFFIXES = {"mask": ".png", "overlay": ".jpg", "geojson": ".geojson", "prob8": ".png", "sr": ".png",
             "kernel": ".png", "json": ".json"}  # fmt: skip
 KERNEL_ZOOM = 8
 BAND_ROWS = 64  # SR rows encoded at a time
+COMPACT = (",", ":")  # JSON separators without spaces
 PNG_LEVEL = 3  # zlib level: 3 is ~2x faster than 6 for ~10 % larger files on probability maps
 SUMMARY_FIELDS = (
     "frame", "source", "video_frame", "status", "crack_pixels", "crack_area_fraction",
@@ -251,12 +252,17 @@ class TiffStream:
 
 
 def record_json(record: Mapping[str, Any]) -> str:
-    """Indented JSON, except the kernel and each crack, one line each instead of hundreds."""
+    """Indented JSON, except the kernel and each crack, one compact line each instead of hundreds (a frame
+    may list thousands of cracks)."""
     cracks = record.get("cracks") or []
     compact = {"@kernel@": record.get("kernel"), **{f"@crack {i}@": c for i, c in enumerate(cracks)}}
     shown = {**record, "kernel": "@kernel@", **({"cracks": list(compact)[1:]} if cracks else {})}
     text = json.dumps(shown, indent=1)
-    return re.sub(r'"(@kernel@|@crack \d+@)"', lambda m: json.dumps(compact[m[1]]), text) + "\n"
+
+    def one_line(match: re.Match[str]) -> str:
+        return json.dumps(compact[match[1]], separators=COMPACT)
+
+    return re.sub(r'"(@kernel@|@crack \d+@)"', one_line, text) + "\n"
 
 
 def fingerprint_matches(record: Mapping[str, Any], out_dir: Path, settings: Mapping[str, Any]) -> bool:
@@ -398,7 +404,7 @@ class FrameWriter:
         if "geojson" in self.paths:
             geojson = frame_geojson(self.key, (self.image.shape[1], self.image.shape[0]), cracks, units)
             geojson_part = self._stack.enter_context(atomic_path(self.paths["geojson"]))
-            geojson_part.write_text(json.dumps(geojson) + "\n", encoding="utf-8")
+            geojson_part.write_text(json.dumps(geojson, separators=COMPACT) + "\n", encoding="utf-8")
         if "mask" in self.paths and self.options.mask_scale == "input":
             mask_part = self._stack.enter_context(atomic_path(self.paths["mask"]))
             small = cleaned.reshape(self.sr_h // s, s, -1, s).any(axis=(1, 3))  # any crack pixel in the block
@@ -410,6 +416,7 @@ class FrameWriter:
             kernel_part = self._stack.enter_context(atomic_path(self.paths["kernel"]))
             write_png(kernel_part, vis)
         self._stack.close()  # all renamed into place
+        coco = self.options.wants("coco")  # coco.json is (re)built from the JSONs' RLE masks
         record = {
             **record,
             "status": "ok",
@@ -427,7 +434,7 @@ class FrameWriter:
             },
             "crack_count": len(cracks),
             "cracks": [
-                {**crack.as_dict(), **unit, **coco_fields(crack, self.image.shape[:2])}
+                {**crack.as_dict(), **unit, **(coco_fields(crack, self.image.shape[:2]) if coco else {})}
                 for crack, unit in zip(cracks, units, strict=True)
             ],
         }
@@ -501,7 +508,7 @@ def write_cracks(path: Path, records: Sequence[Mapping[str, Any]], mm: bool) -> 
 
 def write_coco(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
     """coco.json: every crack of the run as a COCO instance with an RLE mask at input-frame scale."""
-    write_text_atomic(path, json.dumps(coco_document(records)) + "\n")
+    write_text_atomic(path, json.dumps(coco_document(records), separators=COMPACT) + "\n")
 
 
 def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
