@@ -144,7 +144,8 @@ def segment_command(
         ",".join(DEFAULT_OUTPUTS),
         "--outputs",
         help=f"What to write, comma-separated, of {','.join(OUTPUTS)}: prob = the SR-grid probability map, "
-        "prob8 = 8-bit at input scale, sr = the x4 frame, kernel = the blur estimate; json always.",
+        "prob8 = 8-bit at input scale, sr = the x4 frame, kernel = the blur estimate, video = an mp4 of "
+        "the overlays per input video; json always.",
     ),
     prob_format: Literal["png16", "tiff"] = typer.Option(
         "png16", "--prob-format", help="The prob output: 16-bit PNG or float32 TIFF."

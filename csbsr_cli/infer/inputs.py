@@ -38,6 +38,8 @@ class Frame:
     key: str
     source: Path
     index: int | None = None  # video frame index
+    time_s: float | None = None  # video frames: index / the stream's fps
+    fps: float | None = None  # video frames: the stream's frame rate (None when the container has none)
     image: np.ndarray | None = None  # RGB float32 HxWx3 in [0, 1]
     valid: np.ndarray | None = None  # HxW bool, False where the file's alpha is 0 (no data); None: all valid
     error: str | None = None
@@ -151,6 +153,7 @@ def _video_frames(src: Source, every: int, wanted: Callable[[str], bool]) -> Ite
         yield Frame(src.key, src.path, error=f"{src.path}: cannot open video (unknown format or corrupt)")
         return
     index = 0
+    fps = cap.get(cv2.CAP_PROP_FPS) or None  # 0: unknown
     try:
         while True:
             key = video_key(src.key, index)
@@ -159,7 +162,8 @@ def _video_frames(src: Source, every: int, wanted: Callable[[str], bool]) -> Ite
                 if not ok:
                     break
                 rgb = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32) / np.float32(255.0)
-                yield Frame(key, src.path, index, image=rgb)
+                time_s = round(index / fps, 6) if fps else None
+                yield Frame(key, src.path, index, time_s, fps, image=rgb)
             elif not cap.grab():
                 break
             index += 1

@@ -14,7 +14,8 @@ Layout under the run directory (`<key>` mirrors the input's subfolders; video fr
                         frame complete (always)
     summary.csv         one row per frame of the run (also frames completed by an earlier run)
     cracks.csv          one row per crack of the run, in input pixels (and mm with a GSD)
-    coco.json           every crack of the run as a COCO instance (RLE mask at input-frame scale)
+    coco.json           every crack of the run as a COCO instance (RLE mask at input-frame scale) (asked)
+    video/<video>.mp4   each input video's overlays as an mp4 (asked; see .video)
 
 `--outputs` chooses the kinds; the defaults (DEFAULT_OUTPUTS) keep a 1280x720 frame under 2 MB.
 
@@ -63,7 +64,7 @@ MaskScale = Literal["sr", "input"]
 ProbFormat = Literal["png16", "tiff"]
 OverlayOn = Literal["input", "sr"]
 FRAME_OUTPUTS = ("mask", "overlay", "geojson", "prob", "prob8", "sr", "kernel", "json")  # files per frame
-RUN_OUTPUTS = ("coco",)  # files per run
+RUN_OUTPUTS = ("coco", "video")  # files per run
 OUTPUTS = (*FRAME_OUTPUTS, *RUN_OUTPUTS)
 DEFAULT_OUTPUTS = ("mask", "overlay", "json")  # the JSON holds the crack list and polylines already
 SUFFIXES = {"mask": ".png", "overlay": ".jpg", "geojson": ".geojson", "prob8": ".png", "sr": ".png",
@@ -73,13 +74,14 @@ BAND_ROWS = 64  # SR rows encoded at a time
 COMPACT = (",", ":")  # JSON separators without spaces
 PNG_LEVEL = 3  # zlib level: 3 is ~2x faster than 6 for ~10 % larger files on probability maps
 SUMMARY_FIELDS = (
-    "frame", "source", "video_frame", "status", "crack_pixels", "crack_area_fraction",
+    "frame", "source", "video_frame", "time_s", "fps", "status", "crack_pixels", "crack_area_fraction",
     "length_px", "max_width_px", "mean_width_px", "error",
 )  # fmt: skip
 MM_FIELDS = ("length_mm", "max_width_mm", "mean_width_mm")
 GSD_FIELDS = ("gsd_mm", "gsd_source")  # summary.csv, beside MM_FIELDS
 BBOX_FIELDS = ("bbox_x_px_input", "bbox_y_px_input", "bbox_width_px_input", "bbox_height_px_input")
-CRACK_FIELDS = ("frame", "crack_id", *FIGURES, *BBOX_FIELDS)
+VIDEO_FIELDS = ("time_s", "fps")  # from the frame's record (empty for images)
+CRACK_FIELDS = ("frame", *VIDEO_FIELDS, "crack_id", *FIGURES, *BBOX_FIELDS)
 CRACK_MM_FIELDS = (*(mm for mm, _ in FIGURES.values()), "severity")
 
 
@@ -123,6 +125,8 @@ def parse_outputs(text: str) -> tuple[str, ...]:
     unknown = sorted(asked - set(OUTPUTS))
     if unknown:
         raise InputError(f"--outputs: unknown output {unknown[0]!r} (choose from {','.join(OUTPUTS)})")
+    if "video" in asked and "overlay" not in asked:
+        raise InputError("--outputs: video is made of the overlays: add overlay")
     return tuple(k for k in OUTPUTS if k in asked | {"json"})
 
 
@@ -497,7 +501,13 @@ def crack_rows(record: Mapping[str, Any], mm: bool) -> Iterator[dict[str, Any]]:
         row = {k: crack[k] for k in fields if k in crack}
         if mm:
             row.setdefault("severity", UNKNOWN)
-        yield {**row, "frame": record["frame"], **dict(zip(BBOX_FIELDS, crack["bbox_px_input"], strict=True))}
+        video = {k: record.get(k, "") for k in VIDEO_FIELDS}
+        yield {
+            **row,
+            "frame": record["frame"],
+            **video,
+            **dict(zip(BBOX_FIELDS, crack["bbox_px_input"], strict=True)),
+        }
 
 
 def write_cracks(path: Path, records: Sequence[Mapping[str, Any]], mm: bool) -> None:

@@ -46,6 +46,7 @@ from .tiling import (
     make_plan,
     pad_frame,
 )
+from .video import write_videos
 
 RANDOM_SEED = 0  # models without weights are initialised from this seed, so runs and --resume agree
 STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # the folder, not the frame, is at fault
@@ -480,6 +481,8 @@ class FramePipeline:
             "frame": key,
             "source": str(frame.source),
             "video_frame": frame.index,
+            "time_s": frame.time_s,
+            "fps": frame.fps,
             "input_size": [w, h],
             "gsd_mm": gsd_mm,
             "gsd_source": gsd_source,
@@ -604,6 +607,8 @@ def segment(
         write_cracks(out_dir / "cracks.csv", result.records, mm)
         if job.options.wants("coco"):
             write_coco(out_dir / "coco.json", result.records)
+        if job.options.wants("video"):
+            run["videos"] = write_videos(out_dir, result.records, every)
         counts = {
             "frames_ok": result.processed,
             "frames_resumed": result.resumed,
