@@ -101,3 +101,17 @@ def test_outputs_are_parsed_and_fingerprinted(tmp_path: Path, capsys) -> None:
     for outputs, redone in ((("mask", "json"), 0), (("mask", "prob", "json"), 1)):
         job = _tiny_job(OutputOptions(0.5, outputs=outputs), tile=0, overlap=0)
         assert segment(sources, out, runner, job, resume=True).processed == redone
+
+
+def test_overlay_draws_the_ids_of_the_longest_cracks_only(monkeypatch) -> None:
+    monkeypatch.setattr("csbsr_cli.infer.overlay.MAX_IDS", 1)
+    base = np.full((MIN_LABELLED_HEIGHT, 400, 3), 128, np.uint8)
+    ids = np.zeros(base.shape[:2], np.int32)
+    cracks = [
+        {"crack_id": 1, "bbox_px_input": [250, 60, 20, 2], "length_px_input": 20.0},
+        {"crack_id": 2, "bbox_px_input": [250, 150, 100, 2], "length_px_input": 100.0},
+    ]
+    jpeg = render(base, ids, cracks, 1, DEFAULT_THRESHOLDS_MM, None)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), 1)
+    assert np.abs(image[40:60, 240:280].astype(float) - 128).max() < 6  # crack 1 (short): no id
+    assert (image[135:150, 250:262] > 200).any()  # crack 2 (longest): its id

@@ -26,20 +26,25 @@ COLOURS: dict[str, tuple[int, int, int]] = {  # RGB per severity class
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MIN_LABELLED_HEIGHT = 240  # px: smaller images (tiles, tests) get the tint only, text would hide them
+MAX_IDS = 40  # ids drawn for the longest cracks only: thousands of specks would bury the image in numbers
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], size: float) -> None:
-    """White text with a black outline: readable on any background."""
+    """White text with a black outline: readable on any background. The outline is the text shifted by a
+    pixel each way (a thicker stroke would be laid out wider and drift off the letters)."""
     thick = max(1, round(size * 2))
-    cv2.putText(img, text, org, FONT, size, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    x, y = org
+    for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+        cv2.putText(img, text, (x + dx, y + dy), FONT, size, (0, 0, 0), thick, cv2.LINE_AA)
     cv2.putText(img, text, org, FONT, size, (255, 255, 255), thick, cv2.LINE_AA)
 
 
 def _legend(img: np.ndarray, lines: Sequence[tuple[str, tuple[int, int, int] | None]], size: float) -> None:
     """A dark box at the bottom-left with a colour swatch and a line of text per entry."""
-    (_, th), _ = cv2.getTextSize("Ag", FONT, size, 1)
+    thick = max(1, round(size * 2))
+    (_, th), _ = cv2.getTextSize("Ag", FONT, size, thick)
     step, pad = int(th * 1.9), int(th * 0.6) + 2
-    width = max(cv2.getTextSize(t, FONT, size, 1)[0][0] for t, _ in lines) + 3 * pad + th
+    width = max(cv2.getTextSize(t, FONT, size, thick)[0][0] for t, _ in lines) + 3 * pad + th
     height = step * len(lines) + pad
     y0 = max(0, img.shape[0] - height - pad)
     box = img[y0 : y0 + height, pad : pad + width]
@@ -84,9 +89,10 @@ def _labels(
     limits_mm: Sequence[float],
     gsd_mm: float | None,
 ) -> None:
-    """Each crack's id at its bounding box's top-left corner, and the legend."""
+    """The ids of the MAX_IDS longest cracks at their bounding box's top-left corner, and the legend."""
     size = max(0.35, bgr.shape[0] / 1400)
-    for crack in cracks:
+    longest = sorted(cracks, key=lambda c: -float(c.get("length_px_input", 0)))[:MAX_IDS]
+    for crack in longest:
         x, y = crack["bbox_px_input"][:2]
         _text(bgr, str(crack["crack_id"]), (int(x * zoom), max(int(y * zoom) - 3, 12)), size)
     counts = Counter(str(c.get("severity", UNKNOWN)) for c in cracks)
@@ -99,5 +105,6 @@ def _labels(
             (f"{name} {span} mm ({counts[name]})", COLOURS[name])
             for name, span in zip(DEFAULT_NAMES, spans, strict=True)
         ]
-    lines.append((f"numbers: crack ids (cracks.csv){'' if gsd_mm is None else f'; {gsd_mm:g} mm/px'}", None))
+    shown = "crack ids" if len(longest) == len(cracks) else f"ids of the {len(longest)} longest cracks"
+    lines.append((f"numbers: {shown} (cracks.csv){'' if gsd_mm is None else f'; {gsd_mm:g} mm/px'}", None))
     _legend(bgr, lines, size)
