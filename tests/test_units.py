@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, TiffImagePlugin
-from test_segment import _DarkIsCrack, _tiny_job, cli
+from test_segment import _DarkIsCrack, _tiny_job, cli, models_dir  # noqa: F401 - a fixture
 
 from csbsr_cli.data.camera import read_pose, relative_altitude
 from csbsr_cli.data.image_io import write_png
@@ -140,3 +140,22 @@ def test_cli_refuses_a_bad_sidecar_and_bad_limits_in_one_line(frames: Path, tmp_
     for command in (["segment", str(frames), "-o", str(tmp_path / "o2"), "-q"], ["report", str(tmp_path)]):
         code, text = cli(capsys, *command, "--severity-mm", "1.25,0.3")
         assert code == 2 and "--severity-mm: expected 2 increasing widths in mm" in text
+
+
+def test_cli_takes_the_gsd_options(frames: Path, tmp_path: Path, models_dir: Path, capsys) -> None:  # noqa: F811
+    sidecar = tmp_path / "gsd.csv"
+    sidecar.write_text("frame,gsd_mm\nside,2.0\n", encoding="utf-8")
+    out = tmp_path / "run"
+    code, text = cli(
+        capsys, "segment", str(frames), "-o", str(out), "-m", "tiny", "--models-dir", str(models_dir), "-q",
+        "--gsd-csv", str(sidecar), "--sensor-width-mm", "13.2", "--gsd", "0.1", "--severity-mm", "0.5,2",
+    )  # fmt: skip
+    assert code == 0, text
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert {k: (f["gsd_mm"], f["source"]) for k, f in run["gsd"]["frames"].items()} == {
+        "side": (2.0, "sidecar"), "photo": (EXIF_GSD, "exif"), "plain": (0.1, "flag"),
+    }  # fmt: skip
+    assert run["gsd_sidecar"] == str(sidecar) and run["settings"]["options"]["severity_mm"] == [0.5, 2.0]
+    assert list(_read_csv(out / "summary.csv")[0])[-5:] == [
+        "gsd_mm", "gsd_source", "length_mm", "max_width_mm", "mean_width_mm",
+    ]  # fmt: skip
