@@ -196,10 +196,10 @@ def segment_command(
 ) -> None:
     """Super-resolve x4 and segment cracks in images, folders, globs and videos.
 
-    Writes mask/, overlay/, geojson/ and json/ by default (--outputs: also prob/, prob8/, sr/, kernel/),
-    mirroring the input folders, plus summary.csv (per frame; lengths and widths in SR pixels, input px x 4),
-    cracks.csv (one row per crack, in input pixels), coco.json and run.json. Every file and column:
-    docs/outputs.md.
+    Writes mask/, overlay/ and json/ by default (--outputs adds geojson/, prob/, prob8/, sr/, kernel/,
+    coco.json, video/), mirroring the input folders, plus summary.csv (per frame; lengths and widths in SR
+    pixels, input px x 4), cracks.csv (one row per crack, in input pixels; mm and severity with a GSD) and
+    run.json. Every file and column: docs/outputs.md.
 
     A frame that cannot be read or processed does not stop the batch: it is listed at the end (exit code 3).
     """
