@@ -113,6 +113,18 @@ COMMON = (
         typer.Option(None, "--boxes", help="YOLO-box tile folder trained together with --data (repeatable)."),
     ),
     Flag(
+        "coco",
+        "data.coco",
+        list[Path] | None,
+        typer.Option(None, "--coco", help="COCO file of corrected masks (segment's coco.json), repeatable."),
+    ),
+    Flag(
+        "coco_images",
+        "data.coco_images",
+        Path | None,
+        typer.Option(None, "--coco-images", help="Folder the COCO file_names are relative to."),
+    ),
+    Flag(
         "box_val",
         "data.box_val",
         list[Path] | None,

@@ -25,6 +25,7 @@ from ..errors import InputError
 from .datasets import Problems, augment_d4, report_problem, to_tensor
 from .degrade import DegradeConfig, degrade, make_rng
 from .image_io import PathLike, image_size, list_images, read_image
+from .rle import union_mask
 
 MAX_BOXES = 8  # boxes per crop in a batch (tiles hold at most 2-3); padding rows are -1
 Presentation = Literal["lr", "hr", "both"]
@@ -32,9 +33,14 @@ Presentation = Literal["lr", "hr", "both"]
 
 @dataclass(frozen=True)
 class BoxSample:
+    """A tile with crack boxes, or (``masks`` set: data/coco.py) a frame with pixel masks, whose boxes
+    then only steer the crops towards the cracks."""
+
     name: str
     image: Path
     boxes: np.ndarray  # (n, 4) float32 x0, y0, x1, y1 in image pixels (x1, y1 exclusive)
+    masks: tuple | None = None  # COCO segmentations (RLE or polygons); None: box supervision
+    size: tuple[int, int] = (0, 0)  # (height, width) the masks are drawn for
 
     @property
     def positive(self) -> bool:
@@ -118,10 +124,12 @@ def pad_boxes(boxes: np.ndarray, scale: float = 1.0) -> torch.Tensor:
 
 
 class BoxCrops(Dataset):
-    """Random crops of box-labelled tiles, as items shaped like ``DegradedCrops``' plus box supervision.
+    """Random crops of box-labelled tiles (or COCO-labelled frames), as items shaped like
+    ``DegradedCrops``' plus box supervision.
 
     Items: ``lr``, ``hr`` (zeros when ``has_hr`` is 0), ``kernel`` (zeros without an HR target), ``mask``
-    (zeros: not a pixel label), ``boxes`` (MAX_BOXES, 4) on the SR grid, ``sup`` = 1 (box supervision),
+    (the COCO mask on the SR grid, else zeros), ``boxes`` (MAX_BOXES, 4) on the SR grid, ``sup`` = 1 for
+    box supervision (0 with a COCO mask),
     ``has_hr``, ``name``. For a tile with boxes, `focus` is the chance that the crop is centred near a
     random point of a random box (random crops of a 256 px tile mostly miss a thin crack's box).
     """
@@ -171,25 +179,38 @@ class BoxCrops(Dataset):
         if min(h, w) < size:
             raise InputError(f"image is {w}x{h}, smaller than the {size}x{size} crop", sample.image)
         top, left = self._corner(sample, size, (h, w), 1.0, rng)
-        layers = box_raster(sample.boxes, h, w)[:, top : top + size, left : left + size]
+        pixels = sample.masks is not None
+        if pixels:
+            if sample.size != (h, w):
+                listed = f"{sample.size[1]}x{sample.size[0]}"
+                raise InputError(f"image is {w}x{h} but its COCO entry says {listed}", sample.image)
+            mask = union_mask(sample.masks, h, w, sample.name)
+            layers = mask[None, top : top + size, left : left + size].astype(np.uint8)
+        else:
+            layers = box_raster(sample.boxes, h, w)[:, top : top + size, left : left + size]
         arrays = [image[top : top + size, left : left + size], *layers]
         if self.augment:
             arrays = augment_d4(arrays, rng)
         crop = np.ascontiguousarray(arrays[0])
-        boxes = raster_boxes(np.stack(arrays[1:]) if len(arrays) > 1 else np.zeros((0, size, size)))
         k = self.config.kernels.size
         if as_lr:
             lr, hr, kernel, box_scale = crop, np.zeros((self.crop, self.crop, 3), np.float32), None, scale
         else:
             result = degrade(crop, self.config, rng)
             lr, hr, kernel, box_scale = result.lr, crop, result.kernel, 1
+        if pixels:  # the mask on the SR grid: each input pixel's label covers its scale x scale block
+            mask = np.kron(arrays[1], np.ones((box_scale, box_scale), np.uint8)).astype(np.float32)
+            boxes = np.zeros((0, 4), np.float32)
+        else:
+            mask = np.zeros((self.crop, self.crop), np.float32)
+            boxes = raster_boxes(np.stack(arrays[1:]) if len(arrays) > 1 else np.zeros((0, size, size)))
         return {
             "lr": to_tensor(lr),
             "hr": to_tensor(hr),
             "kernel": torch.zeros(1, k, k) if kernel is None else torch.from_numpy(kernel)[None],
-            "mask": torch.zeros(1, self.crop, self.crop),
+            "mask": to_tensor(mask),
             "boxes": pad_boxes(boxes, box_scale),
-            "sup": torch.tensor(1),
+            "sup": torch.tensor(0 if pixels else 1),
             "has_hr": torch.tensor(0.0 if as_lr else 1.0),
             "name": sample.name,
         }

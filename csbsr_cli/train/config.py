@@ -54,6 +54,9 @@ class DataConfig:
     box_presentation: Literal["lr", "hr", "both"] = "both"  # tile as the LR input, as an HR image, or either
     box_val: list[str] = field(default_factory=list)  # box folders scored at validation (whole tiles as LR)
     box_val_free: int = 24  # box-free validation tiles scored besides every tile with a box
+    coco: list[str] = field(default_factory=list)  # COCO instance files (e.g. corrected segment output)
+    coco_images: str = ""  # folder their file_names are relative to (default: each COCO file's folder)
+    coco_fraction: float = 0.25  # share of the training samples drawn from the COCO-labelled frames
     padding: Literal["zero", "reflect"] = "reflect"  # blur border of the synthetic LR (authors: zero)
     split_csv: str = ""  # CSV with stem[, dataset], split columns (e.g. the dev set's split.csv)
     train_split: str = "train"
@@ -269,7 +272,7 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     )
     _check(bool(cfg.model.init), source, "model.init", "a name, card, run folder or weights file is required")
     d, o, lo, j = cfg.data, cfg.optim, cfg.loss, cfg.joint
-    _check(bool(d.train), source, "data.train", "at least one training folder is required (--data)")
+    _check(bool(d.train or d.coco), source, "data.train", "at least one training folder is required (--data)")
     _check(
         cfg.command != "joint-train" or d.kind != "images",
         source,
@@ -284,8 +287,11 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
         "box-labelled data trains a segmenter: joint-train only",
     )
     _check(not (d.kind == "boxes" and d.boxes), source, "data.boxes", "data.kind = 'boxes' already")
-    for key in ("box_fraction", "box_positive_fraction"):
+    for key in ("box_fraction", "box_positive_fraction", "coco_fraction"):
         _check(0 <= getattr(d, key) <= 1, source, f"data.{key}", "must be in [0, 1]")
+    _check(not d.coco or cfg.command == "joint-train", source, "data.coco", "COCO labels train a segmenter")
+    shares = (d.box_fraction if d.boxes else 0) + (d.coco_fraction if d.coco else 0)
+    _check(shares <= 1, source, "data.coco_fraction", "box_fraction + coco_fraction must be <= 1")
     _check(d.box_val_free >= 0, source, "data.box_val_free", "must be >= 0")
     _check(lo.box_margin >= 0, source, "loss.box_margin", "must be >= 0")
     _check(0.0 <= d.val_fraction < 1.0, source, "data.val_fraction", "must be in [0, 1)")

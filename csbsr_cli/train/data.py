@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..data.boxes import MAX_BOXES, BoxCrops, BoxSample, box_samples
+from ..data.coco import coco_samples
 from ..data.datasets import (
     DegradedCrops,
     Problems,
@@ -226,7 +227,8 @@ def build_data(cfg: TrainConfig, scale: int) -> TrainData:
     if d.val_max:
         val = val[: d.val_max]
     boxes = _box_list(d.train if d.kind == "boxes" else d.boxes, collect)
-    if not train and not boxes:
+    frames = [s for path in d.coco for s in coco_samples(path, d.coco_images or None)]
+    if not train and not boxes and not frames:
         raise InputError("no usable training images", ", ".join(d.train))
     degrade = DegradeConfig(
         scale=scale, kernels=KernelLaw(sigma=d.sigma), clamp=d.clamp, quantize=d.quantize, padding=d.padding
@@ -234,20 +236,24 @@ def build_data(cfg: TrainConfig, scale: int) -> TrainData:
     # A scale-1 model (a segmenter alone) trains on the HR images themselves, as the paper's HR upper bound.
     blur = scale > 1
     train_set: Dataset = DegradedCrops(train, crop=d.hr_crop, config=degrade, seed=cfg.seed, degrade=blur)
-    if boxes:
+    if boxes or frames:
         if scale == 1:
-            raise InputError("box-labelled tiles train SR + segmentation models (scale > 1)", d.boxes[0])
-        pixel_share = 0.0 if not train else 1 - d.box_fraction
-        box_share = 1.0 if not train else d.box_fraction
+            raise InputError("box- and COCO-labelled frames train SR + segmentation models (scale > 1)")
+        box_share = d.box_fraction if boxes else 0.0
+        coco_share = d.coco_fraction if frames else 0.0
+        if not train:  # no pixel-labelled folders: the weak labels share the whole stream
+            total = box_share + coco_share or 1.0
+            box_share, coco_share = box_share / total, coco_share / total
         positives = [s for s in boxes if s.positive]
         negatives = [s for s in boxes if not s.positive]
         pos_share = d.box_positive_fraction if positives and negatives else float(bool(positives))
         crops = dict(crop=d.hr_crop, config=degrade, seed=cfg.seed, presentation=d.box_presentation)
         train_set = Mixture(
             [
-                (train_set, pixel_share),
+                (train_set, 1.0 - box_share - coco_share),
                 (BoxCrops(positives, **crops), box_share * pos_share),
                 (BoxCrops(negatives, **crops), box_share * (1 - pos_share)),
+                (BoxCrops(frames, **crops), coco_share),
             ],
             cfg.seed,
         )
