@@ -11,6 +11,7 @@ divisor read (declared by the classes, never written here).
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import importlib
 import json
@@ -20,14 +21,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, ModelError
 from .utils.digest import sha256_file
 from .utils.folders import contained
 from .utils.schema import checked, field_error
+
+if TYPE_CHECKING:  # torch only when a network is built: `csbsr --help` and `models list` start at once
+    from torch import nn
 
 # Component builders, imported lazily: "module:Class" inside csbsr_cli.nets.
 SR_NETS: dict[str, str] = {
@@ -469,8 +471,12 @@ class Registry:
         try:
             return self.specs[name]
         except KeyError:
+            close = difflib.get_close_matches(name, self.names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             skipped = f"; {len(self.problems)} card(s) skipped: {self.problems[0]}" if self.problems else ""
-            raise ModelError(f"unknown model {name!r} (known: {', '.join(self.names())}){skipped}") from None
+            raise ModelError(
+                f"unknown model {name!r} ({hint}known: {', '.join(self.names())}){skipped}"
+            ) from None
 
 
 def get_spec(name: str, models_dirs: Iterable[str | os.PathLike[str]] = ()) -> ModelSpec:

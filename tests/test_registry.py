@@ -75,6 +75,14 @@ def test_unknown_model_is_a_clear_error() -> None:
         Registry().get("nope")
 
 
+def test_a_mistyped_model_name_gets_a_did_you_mean() -> None:
+    with pytest.raises(ModelError, match="did you mean 'csbsr-lite'"):
+        Registry().resolve("csbsr-lit")
+    with pytest.raises(ModelError) as nothing_close:
+        Registry().resolve("zzzz")
+    assert "did you mean" not in str(nothing_close.value)
+
+
 @pytest.fixture
 def tiny_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A user models directory holding a tiny derived architecture, found through $CSBSR_MODELS."""
