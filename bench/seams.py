@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from csbsr_cli.data.image_io import read_image
-from csbsr_cli.infer.pipeline import TorchRunner
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.infer.seams import seam_levels
 from csbsr_cli.registry import Registry
 from csbsr_cli.utils.memory import keep_freed_memory

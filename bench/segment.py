@@ -56,7 +56,8 @@ def child(cfg: dict) -> dict:
 
     from csbsr_cli.infer.inputs import discover
     from csbsr_cli.infer.outputs import OutputOptions
-    from csbsr_cli.infer.pipeline import Job, make_runner, segment, tiling_for
+    from csbsr_cli.infer.pipeline import Job, segment
+    from csbsr_cli.infer.runner import make_runner, tiling_for
     from csbsr_cli.registry import Registry
     from csbsr_cli.utils.memory import keep_freed_memory
 
@@ -113,7 +114,7 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
     from csbsr_cli.infer.onnx_backend import export_onnx
-    from csbsr_cli.infer.pipeline import load_torch_model, weights_id
+    from csbsr_cli.infer.runner import load_torch_model, weights_id
     from csbsr_cli.registry import Registry
 
     load = os.getloadavg()[0]

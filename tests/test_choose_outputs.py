@@ -12,12 +12,13 @@ import tifffile
 import torch
 from test_segment import _DarkIsCrack, _tiny_job, cli
 
-from csbsr_cli.data.image_io import read_image, write_png
+from csbsr_cli.data.image_io import quantise, read_image, write_png
 from csbsr_cli.errors import InputError
 from csbsr_cli.infer.inputs import discover
-from csbsr_cli.infer.outputs import DEFAULT_OUTPUTS, OutputOptions, parse_outputs, to_uint
+from csbsr_cli.infer.outputs import DEFAULT_OUTPUTS, OutputOptions, parse_outputs
 from csbsr_cli.infer.overlay import COLOURS, MIN_LABELLED_HEIGHT, render
-from csbsr_cli.infer.pipeline import TorchRunner, segment
+from csbsr_cli.infer.pipeline import segment
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.report.severity import DEFAULT_THRESHOLDS_MM
 
 MB = 1 << 20
@@ -58,7 +59,7 @@ def test_prob8_is_the_block_maximum_of_the_probability(tmp_path: Path) -> None:
     prob = tifffile.imread(out / "prob" / "a.tiff")
     prob8 = cv2.imread(str(out / "prob8" / "a.png"), cv2.IMREAD_UNCHANGED)
     assert prob8.shape == (60, 80) and prob8.dtype == np.uint8 and prob8.max() > 200
-    np.testing.assert_array_equal(prob8, to_uint(prob.reshape(60, 4, 80, 4).max(axis=(1, 3)), 8))
+    np.testing.assert_array_equal(prob8, quantise(prob.reshape(60, 4, 80, 4).max(axis=(1, 3)), np.uint8))
     assert not (out / "mask").exists() and not (out / "overlay").exists() and not (out / "coco.json").exists()
 
 

@@ -19,7 +19,8 @@ from csbsr_cli.errors import InputError
 from csbsr_cli.infer.annotations import rle_counts, rle_string
 from csbsr_cli.infer.inputs import discover
 from csbsr_cli.infer.outputs import OutputOptions
-from csbsr_cli.infer.pipeline import TorchRunner, segment
+from csbsr_cli.infer.pipeline import segment
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.train.config import make_config
 from csbsr_cli.train.data import build_data
 from csbsr_cli.train.engine import train

@@ -24,7 +24,8 @@ from csbsr_cli.infer.outputs import (
     OutputOptions,
     parse_outputs,
 )
-from csbsr_cli.infer.pipeline import TorchRunner, segment
+from csbsr_cli.infer.pipeline import segment
+from csbsr_cli.infer.runner import TorchRunner
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from test_degrade import khanhha_test_folder, run_cli, write_image
 from csbsr_cli.data.degrade import make_rng
 from csbsr_cli.data.kernels import KernelLaw
 from csbsr_cli.errors import ModelError
-from csbsr_cli.infer.pipeline import load_torch_model
+from csbsr_cli.infer.runner import load_torch_model
 from csbsr_cli.metrics import PAPER, evaluate_masks, image_quality, summarize, summarize_quality
 from csbsr_cli.metrics.panels import PANEL_HEADER
 from csbsr_cli.registry import Registry

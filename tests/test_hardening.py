@@ -25,7 +25,8 @@ from csbsr_cli.errors import InputError
 from csbsr_cli.infer import outputs
 from csbsr_cli.infer.inputs import discover
 from csbsr_cli.infer.outputs import OutputOptions
-from csbsr_cli.infer.pipeline import TorchRunner, segment
+from csbsr_cli.infer.pipeline import segment
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.nets.types import JointOutput
 from csbsr_cli.registry import Registry, build_network
 from csbsr_cli.train.config import dumps, make_config

@@ -22,7 +22,7 @@ from csbsr_cli.cli.app import app  # noqa: E402
 from csbsr_cli.data.image_io import write_png  # noqa: E402
 from csbsr_cli.errors import DeviceError, ModelError  # noqa: E402
 from csbsr_cli.infer.onnx_backend import GPU_PROVIDERS, OrtRunner, read_metadata  # noqa: E402
-from csbsr_cli.infer.pipeline import TorchRunner, load_torch_model, make_runner, weights_id  # noqa: E402
+from csbsr_cli.infer.runner import TorchRunner, load_torch_model, make_runner, weights_id  # noqa: E402
 from csbsr_cli.registry import Registry  # noqa: E402
 
 TILE, BATCH = 32, 2

@@ -14,7 +14,8 @@ from csbsr_cli.data.image_io import write_png
 from csbsr_cli.infer.gsd import GsdOptions
 from csbsr_cli.infer.inputs import discover
 from csbsr_cli.infer.outputs import OutputOptions
-from csbsr_cli.infer.pipeline import TorchRunner, segment
+from csbsr_cli.infer.pipeline import segment
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.report.html import width_histogram
 from csbsr_cli.report.severity import UNKNOWN, severity
 

@@ -21,7 +21,8 @@ from csbsr_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PARTIAL, Dev
 from csbsr_cli.infer.device import resolve_device, resolve_precision
 from csbsr_cli.infer.inputs import count_frames, discover, iter_frames
 from csbsr_cli.infer.outputs import FRAME_OUTPUTS, OUTPUTS, OutputOptions, PngStream, TiffStream
-from csbsr_cli.infer.pipeline import Job, TorchRunner, make_runner, segment
+from csbsr_cli.infer.pipeline import Job, segment
+from csbsr_cli.infer.runner import TorchRunner, make_runner
 from csbsr_cli.infer.shape import ShapeRule
 from csbsr_cli.nets.types import JointOutput
 from csbsr_cli.registry import Registry

@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from csbsr_cli.errors import InputError
-from csbsr_cli.infer.pipeline import TorchRunner, infer_image
+from csbsr_cli.infer.pipeline import infer_image
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.infer.seams import seam_levels
 from csbsr_cli.infer.tiling import Stitcher, choose_stitching, gaussian_window, make_plan, plan_axis
 from csbsr_cli.nets.types import JointOutput

@@ -18,7 +18,8 @@ from csbsr_cli.errors import InputError
 from csbsr_cli.infer.gsd import GsdOptions, read_sidecar
 from csbsr_cli.infer.inputs import discover
 from csbsr_cli.infer.outputs import OutputOptions
-from csbsr_cli.infer.pipeline import TorchRunner, segment
+from csbsr_cli.infer.pipeline import segment
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.report.severity import parse_thresholds
 
 # A DJI-style photo 60 px wide: 8.8 mm lens, 13.2 mm sensor, 0.5 m above take-off

@@ -15,7 +15,8 @@ from test_segment import _DarkIsCrack, _tiny_job
 from csbsr_cli.errors import InputError
 from csbsr_cli.infer.inputs import discover
 from csbsr_cli.infer.outputs import OutputOptions, parse_outputs
-from csbsr_cli.infer.pipeline import TorchRunner, segment
+from csbsr_cli.infer.pipeline import segment
+from csbsr_cli.infer.runner import TorchRunner
 from csbsr_cli.infer.video import write_videos
 
 FPS, FRAMES, EVERY = 5.0, 6, 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..infer.onnx_backend import default_onnx_path, export_onnx
-from ..infer.pipeline import load_torch_model, weights_id
+from ..infer.runner import load_torch_model, weights_id
 from .common import ModelsDirOption, registry_for
 from .models import models_app
 

@@ -16,7 +16,8 @@ from ..errors import EXIT_PARTIAL
 from ..infer.gsd import GsdOptions, read_sidecar
 from ..infer.inputs import count_frames, discover
 from ..infer.outputs import DEFAULT_OUTPUTS, OUTPUTS, OutputOptions, check_out_dir, parse_outputs
-from ..infer.pipeline import Hooks, Job, RunResult, make_runner, segment, tiling_for
+from ..infer.pipeline import Hooks, Job, RunResult, segment
+from ..infer.runner import make_runner, tiling_for
 from ..infer.shape import ShapeRule
 from ..infer.shard import COUNT_VAR, resolve_shard
 from ..registry import DEFAULT_MODEL

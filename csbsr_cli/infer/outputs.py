@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from ..data.image_io import write_png
+from ..data.image_io import quantise, write_png
 from ..errors import InputError
 from ..report.severity import DEFAULT_THRESHOLDS_MM, UNKNOWN, severity
 from ..utils.atomic import atomic_path, write_text_atomic
@@ -128,12 +128,6 @@ def parse_outputs(text: str) -> tuple[str, ...]:
     if "video" in asked and "overlay" not in asked:
         raise InputError("--outputs: video is made of the overlays: add overlay")
     return tuple(k for k in OUTPUTS if k in asked | {"json"})
-
-
-def to_uint(img: np.ndarray, bits: int) -> np.ndarray:
-    """[0, 1] floats -> 8/16-bit integers, rounding half up (as image_io's writers)."""
-    top = 255.0 if bits == 8 else 65535.0
-    return np.floor(np.clip(img, 0.0, 1.0) * top + 0.5).astype(np.uint8 if bits == 8 else np.uint16)
 
 
 def _png_chunk(fh: io.BufferedWriter, tag: bytes, data: bytes) -> None:
@@ -360,13 +354,13 @@ class FrameWriter:
         if isinstance(self.prob, TiffStream):
             self.prob.write(prob)
         elif self.prob is not None:
-            self.prob.write(to_uint(prob, 16))
+            self.prob.write(quantise(prob, np.uint16))
         if self.prob8 is not None:  # max over each s x s block: prob8 > threshold is the input-scale mask
             s = self.scale
-            self.prob8.write(to_uint(prob.reshape(prob.shape[0] // s, s, -1, s).max(axis=(1, 3)), 8))
+            self.prob8.write(quantise(prob.reshape(prob.shape[0] // s, s, -1, s).max(axis=(1, 3)), np.uint8))
         self.crack[y : y + crack.shape[0]] = crack
         if sr is not None:
-            rgb = to_uint(sr.transpose(1, 2, 0), 8)
+            rgb = quantise(sr.transpose(1, 2, 0), np.uint8)
             if self.sr is not None:
                 self.sr.write(rgb)
             if self.sr_image is not None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..data.evalsets import Loaded
 from ..registry import ModelSpec
 from ..utils.digest import sha256_file
-from .pipeline import load_torch_model, weights_id
+from .runner import load_torch_model, weights_id
 
 
 def model_record(spec: ModelSpec) -> dict[str, Any]:

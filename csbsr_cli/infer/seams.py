@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pipeline import Runner, infer_image
+from .pipeline import infer_image
+from .runner import Runner
 from .tiling import StitchMode, TilePlan, make_plan
 
 
