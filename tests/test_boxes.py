@@ -198,3 +198,14 @@ def test_box_scores_known_answers():
     short = BoxCounts()
     short.add(level, np.array([[0, 4, 30, 7]]))  # 10 of 30 px: not covered at 50 %
     assert short.scores(49)["box_recall"] == 0.0
+
+
+def test_hard_negatives_weigh_a_few_false_pixels_as_much_as_a_whole_crop():
+    """Four pixels at 0.9 among 10,000 clean ones: the plain mean barely sees them, the hard term does."""
+    prob = torch.full((1, 1, 100, 100), 1e-4)
+    prob[0, 0, 50:52, 50:52] = 0.9
+    boxes = torch.full((1, 1, 4), -1.0)
+    plain = float(box_loss(prob, boxes, BoxLossConfig(mode="ignore"))["box_negative"][0])
+    hard = float(box_loss(prob, boxes, BoxLossConfig(mode="ignore", hard_fraction=4e-4))["box_negative"][0])
+    assert plain == pytest.approx((4 * -np.log(0.1) + 9996 * -np.log(1 - 1e-4)) / 1e4, rel=1e-4)
+    assert hard - plain == pytest.approx(-np.log(0.1), rel=1e-4)  # the mean over the 4 hardest pixels

@@ -108,6 +108,7 @@ class LossConfig:
     box_margin: float = 8.0  # SR-grid pixels around a box that count as neither box nor negative
     box_negative_weight: float = 1.0
     box_projection_weight: float = 1.0
+    box_hard_fraction: float = 0.0  # > 0: also the BCE of the hardest fraction of pixels among negatives
 
 
 @dataclass
@@ -294,6 +295,7 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     _check(shares <= 1, source, "data.coco_fraction", "box_fraction + coco_fraction must be <= 1")
     _check(d.box_val_free >= 0, source, "data.box_val_free", "must be >= 0")
     _check(lo.box_margin >= 0, source, "loss.box_margin", "must be >= 0")
+    _check(0 <= lo.box_hard_fraction <= 1, source, "loss.box_hard_fraction", "must be in [0, 1]")
     _check(0.0 <= d.val_fraction < 1.0, source, "data.val_fraction", "must be in [0, 1)")
     for key, value in (("data.hr_crop", d.hr_crop), ("data.val_crop", d.val_crop or d.hr_crop)):
         _check(value > 0 and value % 8 == 0, source, key, f"must be a positive multiple of 8, got {value}")

@@ -189,7 +189,7 @@ class Trainer:
         )
 
         self.box_config = BoxLossConfig(
-            lo.box, lo.box_margin, lo.box_negative_weight, lo.box_projection_weight
+            lo.box, lo.box_margin, lo.box_negative_weight, lo.box_projection_weight, lo.box_hard_fraction
         )
 
         self.step = 0
