@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from csbsr_cli.data.boxes import read_yolo_boxes
 from csbsr_cli.data.image_io import read_gray, read_mask
 
 Box = tuple[float, float, float, float]  # normalised cx, cy, w, h
@@ -72,20 +73,11 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 
 
 def read_boxes(path: Path) -> list[Box]:
-    """YOLO lines `class cx cy w h [...]` (normalised); blank lines are skipped, the class is not used."""
-    boxes = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            if len(fields) < 5:
-                raise ValueError
-            cx, cy, w, h = (float(f) for f in fields[1:5])
-        except ValueError:
-            raise ValueError(f"{path}:{number}: expected 'class cx cy w h', got {line!r}") from None
-        boxes.append((cx, cy, w, h))
-    return boxes
+    """The crack boxes (class 0) of a YOLO label file, normalised (cx, cy, w, h); the package's reader."""
+    return [
+        ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+        for x0, y0, x1, y1 in read_yolo_boxes(path, 1, 1).astype(float).tolist()
+    ]
 
 
 def box_slices(box: Box, height: int, width: int) -> tuple[slice, slice]:

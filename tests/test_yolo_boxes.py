@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from bench_modules import load_bench
 
+from csbsr_cli.errors import InputError
+
 yb = load_bench("yolo_boxes")
 
 
@@ -95,7 +97,7 @@ def test_all_empty_and_no_boxes(tmp_path: Path) -> None:
 
 def test_bad_box_line(tmp_path: Path) -> None:
     (tmp_path / "t.txt").write_text("0 0.5 0.5\n")
-    with pytest.raises(ValueError, match="t.txt:1"):
+    with pytest.raises(InputError, match="t.txt.*line 1"):
         yb.read_boxes(tmp_path / "t.txt")
 
 
