@@ -372,7 +372,7 @@ def test_ctrl_c_exit_code(inputs: Path, tmp_path: Path, models_dir: Path, capsys
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("csbsr_cli.cli.segment.segment", interrupted)
+    monkeypatch.setattr("csbsr_cli.infer.pipeline.segment", interrupted)
     code, text = cli(capsys, "segment", str(inputs / "plain.png"), "-o", str(tmp_path / "o"), "-m", "tiny",
                      "--models-dir", str(models_dir), "-q")  # fmt: skip
     assert code == EXIT_INTERRUPTED and "--resume" in text

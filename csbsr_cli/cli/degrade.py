@@ -8,12 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..data.degrade import DegradeConfig, JobOutcome, folder_plan, run_jobs, start_state, write_manifest
 from ..data.kernels import KERNEL_TYPES, KernelLaw
-from ..data.khanhha import blur_dir_name, khanhha_test_plan
 from ..errors import InputError, PartialFailure
 from ..utils.progress import progress_bar
-from .app import app, err_console
+from .common import QuietOption, err_console, overwrite_option, resume_option
 
 console = Console(highlight=False)
 KERNEL_HELP = f"Kernel type ({', '.join(KERNEL_TYPES)}); repeat for a mixture, weights as KIND:WEIGHT."
@@ -54,7 +52,6 @@ def _weights(kinds: list[str]) -> dict[str, float]:
     return weights
 
 
-@app.command("degrade")
 def degrade_command(
     src: Path = typer.Argument(..., help="Image folder, or a Khanhha test/ folder with --layout khanhha."),
     out: Path = typer.Argument(..., help="Output folder."),
@@ -101,18 +98,20 @@ def degrade_command(
         help="khanhha layout: degradation folder name (default from --sigma, e.g. 02_40).",
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue an interrupted run with the same settings."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every image of an earlier run in OUT."),
+    resume: bool = resume_option("Continue an interrupted run with the same settings."),
+    overwrite: bool = overwrite_option("Redo every image of an earlier run in OUT."),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Warn about unusable inputs, list them at the end."
     ),
+    quiet: bool = QuietOption,
 ) -> None:
     """Blur, downscale and quantise images; write LR images, their kernels and a manifest of every choice.
 
     Same seed, same bytes (whatever --workers); an interrupted run continues with --resume.
     """
+    from ..data.degrade import DegradeConfig, JobOutcome, folder_plan, run_jobs, start_state, write_manifest
+    from ..data.khanhha import blur_dir_name, khanhha_test_plan
+
     noise_range = _range(noise, "--noise")
     jpeg_range = _range(jpeg, "--jpeg")
     try:
@@ -151,7 +150,7 @@ def degrade_command(
     start_state(plan, settings, resume, overwrite)
     todo = [job for job in plan.jobs if not plan.is_done(job)]
 
-    progress = progress_bar(err_console, "degrading")
+    progress = progress_bar(err_console, "degrading", disable=quiet)
     with progress:
         task = progress.add_task("degrade", total=len(plan.jobs), completed=len(plan.jobs) - len(todo))
 

@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy
-import torch
 import typer
 
 from .. import __version__
 from ..errors import CsbsrError, DeviceError
 from ..infer.shard import COUNT_VAR, INDEX_VARS, resolve_shard
 from ..registry import Registry, model_dirs
-from .app import app, err_console
-from .common import ModelsDirOption
+from .common import ModelsDirOption, err_console
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 ENV_VARS = (
@@ -64,6 +62,8 @@ def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
 
 
 def _versions(problems: list[str]) -> dict[str, Any]:
+    import torch  # here, not at start-up: `csbsr --help` imports no torch
+
     ort = [f"{d} {v}" for d in ORT_DISTS if (v := _dist(d))]
     cv = [f"{d} {v}" for d in CV_DISTS if (v := _dist(d))]
     if len(ort) > 1:
@@ -92,6 +92,8 @@ def _versions(problems: list[str]) -> dict[str, Any]:
 
 
 def _torch_devices() -> dict[str, Any]:
+    import torch
+
     info: dict[str, Any] = {"cuda_available": torch.cuda.is_available()}
     if not info["cuda_available"]:
         info["why"] = (
@@ -155,6 +157,8 @@ def _onnxruntime(cuda_visible: bool, problems: list[str]) -> dict[str, Any] | No
 
 
 def _threads(notes: list[str]) -> dict[str, Any]:
+    import torch
+
     limit = cgroup_cpu_limit()
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     info: dict[str, Any] = {
@@ -241,7 +245,6 @@ def _print(value: Any, indent: int = 0) -> None:
             typer.echo(f"{pad}- {item}")
 
 
-@app.command("env")
 def env(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 2 if any problem is found."),

@@ -8,45 +8,29 @@ from typing import Literal
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    Progress,
-    TaskID,
-)
 
-from ..data.evalsets import open_dataset
 from ..errors import InputError, PartialFailure
-from ..evaluation import EvalOptions, Hooks, prepare_out_dir, run_evaluation
-from ..infer.device import resolve_device
-from ..infer.predictor import Predictor, model_record
-from ..infer.shape import ShapeRule
-from ..metrics import PRESETS, get_preset, summary_table
+from ..metrics.presets import PRESETS
 from ..utils.progress import progress_bar
-from .app import EXIT_CODES_HELP, app, err_console
-from .common import ModelsDirOption, registry_for
+from .common import (
+    ModelsDirOption,
+    QuietOption,
+    batch_option,
+    device_option,
+    err_console,
+    output_option,
+    overwrite_option,
+    registry_for,
+)
 
 console = Console(highlight=False)
 MAX_LISTED = 20
-
-
-class RichHooks(Hooks):
-    """One progress bar per phase (inference, then metrics)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def start(self, phase: str, total: int) -> None:
-        self.tasks[phase] = self.progress.add_task(phase, total=total)
-
-    def advance(self, phase: str) -> None:
-        self.progress.advance(self.tasks[phase])
 
 
 def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-@app.command("evaluate", epilog=EXIT_CODES_HELP)
 def evaluate_command(
     model: str | None = typer.Argument(
         None,
@@ -112,8 +96,8 @@ def evaluate_command(
         "--preset",
         help=f"Metric conventions: {', '.join(PRESETS)} (paper = the authors' code exactly).",
     ),
-    batch: int = typer.Option(4, "--batch", min=1, help="Images per forward pass (equal sizes are batched)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (always fp32)."),
+    batch: int = batch_option("Images per forward pass (equal sizes are batched)."),
+    device: str = device_option(note=" (always fp32)"),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Processes computing the metrics (default: CPU count, at most 8)."
     ),
@@ -131,21 +115,27 @@ def evaluate_command(
     full_tables: bool = typer.Option(
         False, "--full-tables", help="Also write per_image_thresholds.csv (every image x threshold)."
     ),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Run folder (default: runs/evaluate/<model>-<dataset>).", file_okay=False
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
+    output: Path | None = output_option("Run folder (default: runs/evaluate/<model>-<dataset>)."),
+    overwrite: bool = overwrite_option("Replace the outputs of an earlier run."),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Leave out unusable images (listed at the end, exit code 3)."
     ),
     models_dir: list[Path] = ModelsDirOption,
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars."),
+    quiet: bool = QuietOption,
 ) -> None:
     """IoU_max, AIU, HD95_min/AHD95, ODS/OIS F1, AUPRC, PSNR/SSIM and kernel PSNR of a model on a dataset.
 
     Writes metrics.json (every number with its conventions, model, data and versions), per_image.csv,
     curves.csv, curves.png and panels/ into the run folder, and prints the headline numbers.
     """
+    from ..data.evalsets import open_dataset
+    from ..evaluation import EvalOptions, prepare_out_dir, run_evaluation
+    from ..infer.device import resolve_device
+    from ..infer.predictor import Predictor, model_record
+    from ..infer.shape import ShapeRule
+    from ..metrics import get_preset, summary_table
+    from .hooks import EvaluateHooks
+
     if (model is None) == (predictions is None):
         raise InputError("give a MODEL to run, or --predictions DIR to score saved maps (not both)")
     if predictions is not None and (hr or save_predictions or lr_dir is not None):
@@ -198,7 +188,7 @@ def evaluate_command(
     with progress:
         run = run_evaluation(
             data, out_dir, options, predictor=predictor, predictions=predictions, metadata=metadata,
-            hooks=RichHooks(progress),
+            hooks=EvaluateHooks(progress),
         )  # fmt: skip
 
     console.print(summary_table(run.metrics))

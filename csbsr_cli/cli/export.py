@@ -6,31 +6,24 @@ from pathlib import Path
 
 import typer
 
-from ..infer.onnx_backend import default_onnx_path, export_onnx
-from ..infer.runner import load_torch_model, weights_id
-from .common import ModelsDirOption, registry_for
-from .models import models_app
+from .common import ModelsDirOption, batch_option, output_option, registry_for
 
 
-@models_app.command("export")
 def export_command(
     name: str = typer.Argument(..., help="Registry name, a model card .json or a folder holding one."),
     tile: int | None = typer.Option(
         None, "--tile", min=1, help="LR tile side the model is fixed to (default: the model's)."
     ),
-    batch: int = typer.Option(
-        4, "--batch", min=1, help="Tiles per run, fixed in the model (use the same for segment)."
-    ),
-    output: Path | None = typer.Option(
-        None,
-        "-o",
-        "--output",
-        help="ONNX file (default: <models dir>/<name>.t<tile>.b<batch>.onnx, where segment looks).",
-        dir_okay=False,
+    batch: int = batch_option("Tiles per run, fixed in the model (use the same for segment)."),
+    output: Path | None = output_option(
+        "ONNX file (default: <models dir>/<name>.t<tile>.b<batch>.onnx, where segment looks).", file=True
     ),
     models_dir: list[Path] = ModelsDirOption,
 ) -> None:
     """Export NAME to ONNX for (batch, 3, tile, tile) input; written only if ONNX Runtime matches PyTorch."""
+    from ..infer.onnx_backend import default_onnx_path, export_onnx
+    from ..infer.runner import load_torch_model, weights_id
+
     spec = registry_for(models_dir).resolve(name)
     tile = spec.tile if tile is None else tile
     path = output or default_onnx_path(spec.name, tile, batch)

@@ -6,23 +6,20 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
 from ..registry import ModelSpec, build_network
-from ..weights import import_checkpoint, load_model
-from .app import app
 from .common import ModelsDirOption, registry_for
 
-models_app = typer.Typer(help="List, describe and import models.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
 console = Console(highlight=False)
 
 
 def count_params(spec: ModelSpec) -> tuple[int, int, int]:
     """(total, SR, segmenter) parameter counts, built on the meta device: no memory, no init cost."""
+    import torch
+
     with torch.device("meta"):
         model = build_network(spec)
 
@@ -42,7 +39,6 @@ def _source(spec: ModelSpec) -> str:
     return spec.source if spec.source == "built-in" else str(Path(spec.source).parent)
 
 
-@models_app.command("list")
 def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
     """Every model the registry knows: built-in architectures and cards from the model directories."""
     table = Table("SR net", "segmenter", "params", "scale", "weights", "source")
@@ -63,7 +59,6 @@ def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
     console.print(table)
 
 
-@models_app.command("info")
 def info(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     """All metadata of one model, as JSON."""
     spec = registry_for(models_dir).resolve(name)
@@ -79,7 +74,6 @@ def info(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-@models_app.command("import")
 def import_(
     checkpoint: Path = typer.Argument(
         ..., help="The authors' joint checkpoint (.pth state dict) or .safetensors."
@@ -94,13 +88,16 @@ def import_(
     models_dir: list[Path] = ModelsDirOption,
 ) -> None:
     """Check every key and shape of an authors' checkpoint, then save it as safetensors + card."""
+    from ..weights import import_checkpoint
+
     card = import_checkpoint(checkpoint, arch, name, out_dir, models_dir or ())
     typer.echo(f"imported {checkpoint} as {name!r}: {card}")
 
 
-@models_app.command("verify")
 def verify(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     """Check a model's weights file against its card (sha256) and load it strictly."""
+    from ..weights import load_model
+
     spec = registry_for(models_dir).resolve(name)
     load_model(spec, require_weights=True)
     typer.echo(f"{name}: weights verified ({spec.weights.path})")

@@ -7,12 +7,10 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from ..report.html import build_report
 from ..report.severity import parse_thresholds
-from .app import app, err_console
+from .common import err_console
 
 
-@app.command("report")
 def report(
     run_dir: Path = typer.Argument(..., help="A `csbsr segment` output folder.", file_okay=False),
     severity_mm: str | None = typer.Option(
@@ -28,5 +26,7 @@ def report(
     server, no network."""
     if not run_dir.is_dir():
         raise InputError("not a folder", run_dir)
+    from ..report.html import build_report
+
     out = build_report(run_dir, parse_thresholds(severity_mm) if severity_mm else None)
     err_console.print(f"report: {out}")

@@ -3,51 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    Progress,
-)
 from rich.table import Table
 
 from ..errors import EXIT_PARTIAL
-from ..infer.gsd import GsdOptions, read_sidecar
-from ..infer.inputs import count_frames, discover
-from ..infer.outputs import DEFAULT_OUTPUTS, OUTPUTS, OutputOptions, check_out_dir, parse_outputs
-from ..infer.pipeline import Hooks, Job, RunResult, segment
-from ..infer.runner import make_runner, tiling_for
-from ..infer.shape import ShapeRule
-from ..infer.shard import COUNT_VAR, resolve_shard
+from ..infer.outputs import DEFAULT_OUTPUTS, OUTPUTS
+from ..infer.shard import COUNT_VAR
 from ..registry import DEFAULT_MODEL
-from ..report.severity import DEFAULT_THRESHOLDS_MM, parse_thresholds
-from ..utils.folders import contained, run_folder
-from ..utils.progress import progress_bar
-from .app import EXIT_CODES_HELP, app, err_console
-from .common import ModelsDirOption, registry_for
+from ..report.severity import DEFAULT_THRESHOLDS_MM
+from ..utils.folders import contained
+from .common import (
+    ModelsDirOption,
+    QuietOption,
+    batch_option,
+    device_option,
+    err_console,
+    output_option,
+    overwrite_option,
+    registry_for,
+    resume_option,
+)
+
+if TYPE_CHECKING:
+    from ..infer.pipeline import RunResult
 
 MAX_FAILURES_SHOWN = 20
-
-
-class RichHooks(Hooks):
-    """Frames and the current frame's tiles as two rich progress bars; failures printed as they happen."""
-
-    def __init__(self, progress: Progress, console: Console, total: int) -> None:
-        self.progress, self.console = progress, console
-        self.frames = progress.add_task("frames", total=total)
-        self.tiles = progress.add_task("tiles", total=None, visible=False)
-
-    def frame_started(self, key: str, tiles: int) -> None:
-        self.progress.reset(self.tiles, total=tiles, description=f"  {key}", visible=True)
-
-    def tiles_done(self, count: int) -> None:
-        self.progress.advance(self.tiles, count)
-
-    def frame_done(self, record: dict[str, Any]) -> None:  # type: ignore[override]
-        self.progress.advance(self.frames, 1)
-        if record.get("status") != "ok":
-            self.console.print(f"[red]failed[/] {record.get('frame')}: {record.get('error')}", markup=True)
 
 
 def _default_out(inputs: list[str], name: str | None) -> Path:
@@ -73,14 +56,11 @@ def _report(result: RunResult, out_dir: Path, console: Console) -> None:
             console.print(f"... and {len(failed) - MAX_FAILURES_SHOWN} more")
 
 
-@app.command("segment", epilog=EXIT_CODES_HELP)
 def segment_command(
     inputs: list[str] = typer.Argument(
         ..., help="Image or video files, folders (recursive) or quoted globs."
     ),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Run folder (default: runs/segment/<name>).", file_okay=False
-    ),
+    output: Path | None = output_option("Run folder (default: runs/segment/<name>)."),
     name: str | None = typer.Option(
         None, "--name", help="Run name for the default folder (default: the first input's name)."
     ),
@@ -121,8 +101,8 @@ def segment_command(
         help="Tile overlap in LR pixels (default: the model card's at its default tile, else 2 x halo "
         "for local models and tile/2 for global-context ones).",
     ),
-    batch: int = typer.Option(4, "--batch", min=1, help="Tiles per forward pass (halved on out-of-memory)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    batch: int = batch_option("Tiles per forward pass (halved on out-of-memory)."),
+    device: str = device_option(),
     precision: Literal["auto", "fp32", "fp16", "bf16"] = typer.Option(
         "auto", "--precision", help="auto = fp16 autocast on CUDA, fp32 on a CPU."
     ),
@@ -180,10 +160,8 @@ def segment_command(
         help="Maximum-width limits in mm between insignificant, moderate and wide cracks "
         "(default: AASHTO MBEI defect 1130).",
     ),
-    resume: bool = typer.Option(False, "--resume", help="Skip frames whose outputs are complete."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Write into a non-empty run folder, replacing files."
-    ),
+    resume: bool = resume_option("Skip frames whose outputs are complete."),
+    overwrite: bool = overwrite_option("Write into a non-empty run folder, replacing files."),
     shard: str | None = typer.Option(
         None,
         "--shard",
@@ -193,7 +171,7 @@ def segment_command(
     shard_count: int | None = typer.Option(
         None, "--shard-count", envvar=COUNT_VAR, min=1, help="N for --shard auto."
     ),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars."),
+    quiet: bool = QuietOption,
 ) -> None:
     """Super-resolve x4 and segment cracks in images, folders, globs and videos.
 
@@ -204,6 +182,18 @@ def segment_command(
 
     A frame that cannot be read or processed does not stop the batch: it is listed at the end (exit code 3).
     """
+    from ..infer.gsd import GsdOptions, read_sidecar
+    from ..infer.inputs import count_frames, discover
+    from ..infer.outputs import OutputOptions, check_out_dir, parse_outputs
+    from ..infer.pipeline import Job, segment
+    from ..infer.runner import make_runner, tiling_for
+    from ..infer.shape import ShapeRule
+    from ..infer.shard import resolve_shard
+    from ..report.severity import parse_thresholds
+    from ..utils.folders import run_folder
+    from ..utils.progress import progress_bar
+    from .hooks import SegmentHooks
+
     spec = registry_for(models_dir).resolve(model)
     run_dir = output or _default_out(inputs, name)
     part = resolve_shard(shard, shard_count)
@@ -251,7 +241,7 @@ def segment_command(
     )
     progress = progress_bar(err_console, disable=quiet)
     with run_folder(out_dir), progress:  # one run per folder; a killed run's .part files removed
-        hooks = RichHooks(progress, err_console, count_frames(sources, every))
+        hooks = SegmentHooks(progress, err_console, count_frames(sources, every))
         result = segment(
             sources, out_dir, runner, job, batch=batch, every=every, resume=resume, gsd_sidecar=sidecar,
             run_info={

@@ -8,13 +8,9 @@ import typer
 
 from ..errors import InputError
 from ..infer.shard import merge_annotations, merge_summaries, write_merged
-from .app import app, err_console
-
-summary_app = typer.Typer(help="Work with the summary.csv files of segment runs.", no_args_is_help=True)
-app.add_typer(summary_app, name="summary")
+from .common import err_console, overwrite_option
 
 
-@summary_app.command("merge")
 def merge(
     output: Path = typer.Argument(..., help="The merged CSV to write.", dir_okay=False),
     inputs: list[Path] = typer.Argument(
@@ -23,7 +19,7 @@ def merge(
     partial: bool = typer.Option(
         False, "--partial", help="Merge even if shards are missing or unfinished (listed as warnings)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
+    overwrite: bool = overwrite_option("Replace an existing OUTPUT."),
 ) -> None:
     """Merge the shards' summary.csv files into one, sorted by frame as an unsharded run writes it; given
     run folders, also their cracks.csv and coco.json (beside OUTPUT), rebuilt from the frames' JSON.

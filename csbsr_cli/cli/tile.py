@@ -8,15 +8,7 @@ from typing import Literal
 import typer
 
 from ..errors import EXIT_PARTIAL
-from ..infer.inputs import discover
-from ..infer.outputs import check_out_dir
-from ..infer.tileset import merge, split
-from .app import EXIT_CODES_HELP, app, err_console
-
-tile_app = typer.Typer(
-    help="Cut frames into tiles with a manifest, and merge tiles back.", no_args_is_help=True
-)
-app.add_typer(tile_app, name="tile")
+from .common import err_console, overwrite_option
 
 
 def _report_failures(failures: list[tuple[str, str]]) -> None:
@@ -26,16 +18,19 @@ def _report_failures(failures: list[tuple[str, str]]) -> None:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-@tile_app.command("split", epilog=EXIT_CODES_HELP)
 def split_command(
     frames: list[str] = typer.Argument(..., help="Image or video files, folders or quoted globs."),
     out: Path = typer.Argument(..., help="Folder for the tiles and manifest.json.", file_okay=False),
     tile: int = typer.Option(112, "--tile", min=1, help="Tile side in pixels."),
     overlap: int = typer.Option(16, "--overlap", min=0, help="Overlap of neighbouring tiles in pixels."),
     every: int = typer.Option(1, "--every", min=1, help="Videos: every N-th frame."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+    overwrite: bool = overwrite_option("Write into a non-empty folder."),
 ) -> None:
     """Write fixed-size tiles (the last row/column shifted inward; small frames reflect-padded)."""
+    from ..infer.inputs import discover
+    from ..infer.outputs import check_out_dir
+    from ..infer.tileset import split
+
     check_out_dir(out, resume=False, overwrite=overwrite)
     sources = discover(frames, exclude=out)
     manifest, failures = split(sources, out, tile=tile, overlap=overlap, every=every)
@@ -44,7 +39,6 @@ def split_command(
     _report_failures(failures)
 
 
-@tile_app.command("merge", epilog=EXIT_CODES_HELP)
 def merge_command(
     manifest: Path = typer.Argument(..., help="manifest.json written by `tile split` (or its folder)."),
     out: Path = typer.Argument(..., help="Folder for the merged frames.", file_okay=False),
@@ -54,9 +48,12 @@ def merge_command(
     blend: Literal["crop", "gaussian"] = typer.Option(
         "crop", "--blend", help="crop: each pixel from the tile owning it (exact); gaussian: blend overlaps."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+    overwrite: bool = overwrite_option("Write into a non-empty folder."),
 ) -> None:
     """Put tiles, or per-tile predictions at any integer scale, back together as whole frames."""
+    from ..infer.outputs import check_out_dir
+    from ..infer.tileset import merge
+
     check_out_dir(out, resume=False, overwrite=overwrite)
     written, failures = merge(manifest, out, tiles_dir=tiles_dir, mode="crop" if blend == "crop" else "blend")
     err_console.print(f"{len(written)} frame(s) merged -> {out}")

@@ -11,16 +11,16 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from ..errors import InputError
-from ..train.config import RunConfig, load, make_config
-from ..train.engine import RunResult, train
-from ..train.rundir import CONFIG_FILE
-from .app import app
+from .common import ModelsDirOption, QuietOption, device_option, overwrite_option, resume_option
+
+if TYPE_CHECKING:
+    from ..train.engine import RunResult
 
 console = Console(stderr=True, highlight=False)
 
@@ -151,9 +151,7 @@ COMMON = (
     ),
     Flag("workers", "data.workers", int | None, typer.Option(None, "--workers", help="DataLoader workers.")),
     Flag("seed", "seed", int | None, typer.Option(None, "--seed")),
-    Flag(
-        "device", "run.device", str | None, typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N.")
-    ),
+    Flag("device", "run.device", str | None, device_option(None)),
     Flag("amp", "run.amp", str | None, typer.Option(None, "--amp", help="auto, bf16, fp16 or off.")),
     Flag(
         "compile",
@@ -174,12 +172,7 @@ COMMON = (
         Path | None,
         typer.Option(None, "--runs-dir", help="Parent of runs/<command>/<name> (default: runs)."),
     ),
-    Flag(
-        "models_dir",
-        "model.models_dirs",
-        list[Path] | None,
-        typer.Option(None, "--models-dir", help="Extra model directory (also $CSBSR_MODELS)."),
-    ),
+    Flag("models_dir", "model.models_dirs", list[Path] | None, ModelsDirOption),
     Flag(
         "export_dir",
         "model.export_dir",
@@ -203,22 +196,9 @@ COMMON = (
     Flag(
         "log_every", "run.log_every", int | None, typer.Option(None, "--log-every", help="Log every N steps.")
     ),
-    Flag(
-        "no_progress",
-        "run.progress",
-        bool,
-        typer.Option(False, "--no-progress", help="No progress bar."),
-        lambda f: False if f else None,
-    ),
-    Flag(
-        "resume",
-        None,
-        bool,
-        typer.Option(False, "--resume", help="Continue runs/<command>/<name> from its last checkpoint."),
-    ),
-    Flag(
-        "overwrite", None, bool, typer.Option(False, "--overwrite", help="Replace an existing run directory.")
-    ),
+    Flag("quiet", "run.progress", bool, QuietOption, lambda f: False if f else None),
+    Flag("resume", None, bool, resume_option("Continue runs/<command>/<name> from its last checkpoint.")),
+    Flag("overwrite", None, bool, overwrite_option("Replace an existing run directory.")),
 )
 FINETUNE = (
     Flag(
@@ -276,6 +256,10 @@ JOINT = (
 
 def run_training(command: str, flags: tuple[Flag, ...], values: dict[str, Any]) -> RunResult:
     """Config file (or the run's saved one on --resume) <- flags -> validated config -> train()."""
+    from ..train.config import RunConfig, load, make_config
+    from ..train.engine import train
+    from ..train.rundir import CONFIG_FILE
+
     overrides: dict[str, Any] = {}
     for flag in flags:
         if flag.key is None:
@@ -320,7 +304,9 @@ def _report(result: RunResult) -> None:
     )
 
 
-def _register(command: str, flags: tuple[Flag, ...], doc: str) -> None:
+def _command(command: str, flags: tuple[Flag, ...], doc: str) -> Callable[..., None]:
+    """A command function whose signature Typer reads as the flags' options."""
+
     def command_fn(**values: Any) -> None:
         run_training(command, flags, values)
 
@@ -333,21 +319,25 @@ def _register(command: str, flags: tuple[Flag, ...], doc: str) -> None:
         ]
     )
     command_fn.__doc__ = doc
-    app.command(command)(command_fn)
+    return command_fn
 
 
-_register(
-    "pretrain-sr",
-    COMMON,
-    "Step 1: pre-train the SR network alone on unlabelled images (paper: DIV2K+Flickr2K, 200k its, lr 2e-4).",
-)
-_register(
-    "finetune",
-    COMMON + FINETUNE,
-    "Step 2: fine-tune the SR network alone on the crack images (beta = 0; paper: 30k steps, lr 2e-5).",
-)
-_register(
-    "joint-train",
-    COMMON + JOINT,
-    "Step 3: train SR and segmentation jointly, L = (1 - beta) L_S + beta L_C (paper: 150k steps, lr 2e-5).",
-)
+COMMANDS = {
+    "pretrain-sr": _command(
+        "pretrain-sr",
+        COMMON,
+        "Step 1: pre-train the SR network alone on unlabelled images (paper: DIV2K+Flickr2K, 200k its, "
+        "lr 2e-4).",
+    ),
+    "finetune": _command(
+        "finetune",
+        COMMON + FINETUNE,
+        "Step 2: fine-tune the SR network alone on the crack images (beta = 0; paper: 30k steps, lr 2e-5).",
+    ),
+    "joint-train": _command(
+        "joint-train",
+        COMMON + JOINT,
+        "Step 3: train SR and segmentation jointly, L = (1 - beta) L_S + beta L_C (paper: 150k steps, "
+        "lr 2e-5).",
+    ),
+}
