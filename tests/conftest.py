@@ -6,7 +6,10 @@ the tests skip, unless CSBSR_REQUIRE_FIXTURES=1, which .ci/run sets so that CI c
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@contextmanager
+def terminal_stderr_patch(patch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The CLI's stderr console as a terminal writing into a buffer: where live progress displays show."""
+    from csbsr_cli.cli.common import err_console
+
+    buffer = io.StringIO()
+    patch.setattr(err_console, "_force_terminal", True)
+    patch.setattr(err_console, "is_interactive", True)
+    patch.setattr(err_console, "_file", buffer)  # not `file`: undoing that would pin today's sys.stderr
+    yield buffer
+
+
+@pytest.fixture
+def terminal_stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    with terminal_stderr_patch(monkeypatch) as buffer:
+        yield buffer

@@ -14,6 +14,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 onnx = pytest.importorskip("onnx")
 
+from conftest import terminal_stderr_patch  # noqa: E402
 from test_segment import cli  # noqa: E402
 from test_tiling import TINY_CONFIG  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -37,9 +38,11 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     path = root / "tiny.onnx"
     args = ["models", "export", "tiny", "--tile", str(TILE), "--batch", str(BATCH), "-o", str(path),
             "--models-dir", str(root)]  # fmt: skip
-    result = CliRunner().invoke(app, args)
+    with pytest.MonkeyPatch.context() as patch, terminal_stderr_patch(patch) as stderr:
+        result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "max |ORT - PyTorch|" in result.output
+    assert "loading tiny" in stderr.getvalue() and "exporting to ONNX" in stderr.getvalue()  # never silent
     return root, path
 
 

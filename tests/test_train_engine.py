@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,15 @@ def test_time_budget_stops_gracefully_then_resumes(ws):
     assert stopped.status == "time-limit" and stopped.step == 1 and stopped.model_card.is_file()
     cfg.run.max_minutes = 0.0  # run.* may change on resume
     assert train(cfg, resume=True).step == 3
+
+
+def test_the_validation_after_the_time_limit_shows_its_progress(ws, capsys):
+    run = {"max_minutes": 1e-9, "progress": True}
+    cfg = make_config(
+        "joint-train", run_config(ws, "joint-train", "budget-val", optim={"iterations": 3}, run=run)
+    )
+    assert train(cfg).status == "time-limit"
+    assert re.search(r"validate: [1-9]\d* batches", capsys.readouterr().err)  # a line in cluster logs
 
 
 def test_finetune_phases_train_the_right_parameters(ws):

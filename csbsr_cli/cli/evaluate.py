@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..errors import InputError, PartialFailure
 from ..metrics.presets import PRESETS
-from ..utils.progress import progress_bar
+from ..utils.progress import phase, progress_bar
 from .common import (
     ModelsDirOption,
     QuietOption,
@@ -172,7 +172,8 @@ def evaluate_command(
                 "weights and its numbers are meaningless (train or import weights; see `csbsr models list`)",
                 markup=True,
             )
-        predictor = Predictor(spec, resolve_device(device), hr_input=hr)
+        with phase(err_console, f"loading {spec.name}", disable=quiet):
+            predictor = Predictor(spec, resolve_device(device), hr_input=hr)
         metadata["model"] = model_record(spec)
     source = "saved maps" if spec is None else f"{spec.name} ({'HR input' if hr else 'LR input'})"
     lr_note = (

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .common import ModelsDirOption, batch_option, output_option, registry_for
+from ..utils.progress import phase
+from .common import ModelsDirOption, QuietOption, batch_option, err_console, output_option, registry_for
 
 
 def export_command(
@@ -19,6 +20,7 @@ def export_command(
         "ONNX file (default: <models dir>/<name>.t<tile>.b<batch>.onnx, where segment looks).", file=True
     ),
     models_dir: list[Path] = ModelsDirOption,
+    quiet: bool = QuietOption,
 ) -> None:
     """Export NAME to ONNX for (batch, 3, tile, tile) input; written only if ONNX Runtime matches PyTorch."""
     from ..infer.onnx_backend import default_onnx_path, export_onnx
@@ -27,7 +29,10 @@ def export_command(
     spec = registry_for(models_dir).resolve(name)
     tile = spec.tile if tile is None else tile
     path = output or default_onnx_path(spec.name, tile, batch)
-    report = export_onnx(load_torch_model(spec), spec, weights_id(spec), tile, batch, path)
+    with phase(err_console, f"loading {spec.name}", disable=quiet):
+        model = load_torch_model(spec)
+    with phase(err_console, "exporting to ONNX and checking it against PyTorch", disable=quiet):
+        report = export_onnx(model, spec, weights_id(spec), tile, batch, path)
     diffs = ", ".join(f"{k} {v:.1e}" for k, v in report.max_abs_diff.items())
     typer.echo(
         f"exported {spec.name} for {batch}x3x{tile}x{tile} -> {report.path} "

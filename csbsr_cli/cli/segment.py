@@ -191,7 +191,7 @@ def segment_command(
     from ..infer.shard import resolve_shard
     from ..report.severity import parse_thresholds
     from ..utils.folders import run_folder
-    from ..utils.progress import progress_bar
+    from ..utils.progress import phase, progress_bar
     from .hooks import SegmentHooks
 
     spec = registry_for(models_dir).resolve(model)
@@ -206,10 +206,11 @@ def segment_command(
     sources = discover(inputs, recursive=recursive, extensions=extensions, exclude=run_dir)
     if part:
         sources = part.select(sources)
-    runner, info = make_runner(
-        spec, backend=backend, device=device, precision=precision, batch=batch, onnx_path=onnx, tile=tile,
-        require_gpu=require_gpu,
-    )  # fmt: skip
+    with phase(err_console, f"loading {spec.name}", disable=quiet):
+        runner, info = make_runner(
+            spec, backend=backend, device=device, precision=precision, batch=batch, onnx_path=onnx,
+            tile=tile, require_gpu=require_gpu,
+        )  # fmt: skip
     tile_px, mode, overlap_px = tiling_for(spec, info, tile, overlap)
     options = OutputOptions(
         threshold=spec.threshold if threshold is None else threshold,

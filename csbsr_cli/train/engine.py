@@ -411,7 +411,7 @@ class Trainer:
             self.data.val, batch_size=self.cfg.optim.batch_size, num_workers=self.cfg.data.workers
         )
 
-    def validate(self, loader: DataLoader | None) -> None:
+    def validate(self, loader: DataLoader | None, bar: TrainProgress) -> None:
         """Rank 0 evaluates the held-out split (and box tiles); the best score so far keeps its weights.
 
         Box scores are read at the pixel split's IoU_max threshold (0.5 without one); the best weights are
@@ -420,12 +420,16 @@ class Trainer:
         boxes = self.data.box_val if self.segment else None
         if (loader is not None or boxes is not None) and self.info.is_main:
             self.validation = (
-                evaluate(self.model, loader, self.device, self.dtype, self.segment) if loader else {}
+                evaluate(self.model, bar.tracked(loader, "validate"), self.device, self.dtype, self.segment)
+                if loader
+                else {}
             )
             if boxes is not None:
                 box_loader = DataLoader(boxes, batch_size=1, num_workers=self.cfg.data.workers)
                 threshold = self.validation.get("IoU_max_threshold", 0.5)
-                self.validation |= evaluate_boxes(self.model, box_loader, self.device, self.dtype, threshold)
+                self.validation |= evaluate_boxes(
+                    self.model, bar.tracked(box_loader, "box tiles"), self.device, self.dtype, threshold
+                )
             set_train_modes(self.model, self.cfg)
             key = next(k for k in ("IoU_max", "psnr", "val_box_precision") if k in self.validation)
             self.log({"kind": "val", "step": self.step, **self.validation})
@@ -439,12 +443,23 @@ class Trainer:
         """Train until the last iteration, a stop signal or the `deadline` (time.monotonic())."""
         cfg, r = self.cfg, self.cfg.run
         val_loader = self._val_loader()
+        bar = TrainProgress(r.progress and self.info.is_main, total=cfg.optim.iterations, start=self.step)
+        with bar:  # open through the last validation too: after --max-minutes it can take minutes
+            status = self._train_loop(bar, val_loader, deadline)
+            if status != "interrupted" and (not r.val_every or self.step % r.val_every):
+                self.validate(val_loader, bar)
+        self.save_checkpoint()
+        return status
+
+    def _train_loop(
+        self, bar: TrainProgress, val_loader: DataLoader | None, deadline: float | None
+    ) -> Literal["completed", "time-limit", "interrupted"]:
+        cfg, r = self.cfg, self.cfg.run
         batches = iter(self._loader())
         window: dict[str, float] = defaultdict(float)
         window_steps, window_time = 0, 0.0
         status: Literal["completed", "time-limit", "interrupted"] = "completed"
-        bar = TrainProgress(r.progress and self.info.is_main, total=cfg.optim.iterations, start=self.step)
-        with StopSignals() as stop, bar:
+        with StopSignals() as stop:
             while self.step < cfg.optim.iterations:
                 t0 = time.perf_counter()
                 sums, reason = self._train_step(batches, stop, deadline)
@@ -469,15 +484,12 @@ class Trainer:
                     window, window_steps, window_time = defaultdict(float), 0, 0.0
                 bar.advance(self.step)
                 if r.val_every and self.step % r.val_every == 0:
-                    self.validate(val_loader)
+                    self.validate(val_loader, bar)
                 if r.ckpt_every and self.step % r.ckpt_every == 0:
                     self.save_checkpoint()
                 if reason is not None and self.step < cfg.optim.iterations:
                     status = reason
                     break
-        if status != "interrupted" and (not r.val_every or self.step % r.val_every):
-            self.validate(val_loader)
-        self.save_checkpoint()
         return status
 
     def export(self, status: str) -> Path | None:

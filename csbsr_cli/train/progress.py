@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from rich.console import Console
 
 from ..utils.progress import progress_bar
+
+T = TypeVar("T")
 
 
 class TrainProgress:
@@ -17,7 +20,7 @@ class TrainProgress:
         self.console = Console(stderr=True, highlight=False)
         self.live = enabled and self.console.is_terminal
         self.progress = progress_bar(
-            self.console, "[bold]train", disable=not self.live, extra="{task.fields[info]}"
+            self.console, "[bold]{task.description}", disable=not self.live, extra="{task.fields[info]}"
         )
         self.task = self.progress.add_task("train", total=total, completed=start, info="")
 
@@ -37,3 +40,17 @@ class TrainProgress:
         self.progress.update(self.task, info=info)
         if self.enabled and not self.live:
             self.console.print(f"step {record['step']}: {info}")
+
+    def tracked(self, items: Iterable[T], label: str) -> Iterator[T]:
+        """`items` (validation batches) with a bar of their own: the validation after --max-minutes can take
+        minutes, and it is shown like the training, on a terminal and in cluster logs."""
+        total = len(items) if hasattr(items, "__len__") else None
+        if self.enabled and not self.live:
+            self.console.print(f"{label}: {total or 'unknown number of'} batches")
+        task = self.progress.add_task(label, total=total, info="")
+        try:
+            for item in items:
+                yield item
+                self.progress.advance(task)
+        finally:
+            self.progress.remove_task(task)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from ..infer.device import autocast
 from ..metrics import segmentation as segmetrics
@@ -43,7 +42,11 @@ def psnr_per_image(sr: Tensor, hr: Tensor) -> list[float]:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None, segment: bool
+    model: nn.Module,
+    loader: Iterable[Mapping[str, Tensor]],
+    device: torch.device,
+    dtype: torch.dtype | None,
+    segment: bool,
 ) -> dict[str, float]:
     """PSNR of the clipped SR and, with masks, IoU at 0.5, IoU_max and AIU over the 99 thresholds."""
     psnrs: list[float] = []
@@ -81,7 +84,11 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_boxes(
-    model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None, threshold: float
+    model: nn.Module,
+    loader: Iterable[Mapping[str, Tensor]],
+    device: torch.device,
+    dtype: torch.dtype | None,
+    threshold: float,
 ) -> dict[str, float]:
     """Box scores (metrics/boxes.py) of whole box-labelled tiles at `threshold`, pooled over the tiles."""
     counts = BoxCounts()
