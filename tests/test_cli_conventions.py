@@ -4,6 +4,7 @@ that imports no torch."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -11,10 +12,14 @@ from pathlib import Path
 
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from csbsr_cli.cli import app as app_module
 from csbsr_cli.cli.app import app
+from csbsr_cli.param_counts import SHIPPED, config_digest, counted
+from csbsr_cli.registry import Registry
+from csbsr_cli.utils.progress import phase
 
 CLI_DIR = Path(app_module.__file__).parent
 runner = CliRunner()
@@ -74,7 +79,14 @@ def test_flags_show_no_value_in_help(words: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["--version"], ["tile", "--help"], ["summary", "merge", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["tile", "--help"],
+        ["summary", "merge", "--help"],
+        ["models", "list"],
+    ],
 )
 def test_start_up_imports_no_torch(args: list[str]) -> None:
     code = (
@@ -87,3 +99,26 @@ def test_start_up_imports_no_torch(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_phase_shows_on_a_terminal_and_leaves_logs_alone() -> None:
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=80)
+    with phase(terminal, "loading x"):
+        pass
+    log = Console(file=io.StringIO(), force_terminal=False)
+    with phase(log, "loading x"):
+        pass
+    assert "loading x" in terminal.file.getvalue() and log.file.getvalue() == ""
+
+
+def test_model_loading_shows_its_phase(terminal_stderr: io.StringIO) -> None:
+    result = runner.invoke(app, ["models", "verify", "csbsr-lite"])
+    assert result.exit_code == 0, result.output
+    assert "verifying and loading csbsr-lite" in terminal_stderr.getvalue()
+
+
+def test_the_shipped_parameter_counts_are_the_networks() -> None:
+    registry = Registry()
+    fresh = {config_digest(registry.get(n)): (n, counted(registry.get(n))) for n in registry.names()}
+    table = "\n".join(f'    "{d}": {c},  # {n}' for d, (n, c) in fresh.items())
+    assert {d: c for d, (_, c) in fresh.items()} == SHIPPED, f"paste into param_counts.SHIPPED:\n{table}"

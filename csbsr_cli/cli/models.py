@@ -10,23 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from ..registry import ModelSpec, build_network
-from .common import ModelsDirOption, registry_for
+from ..param_counts import param_counts
+from ..registry import ModelSpec
+from ..utils.progress import phase
+from .common import ModelsDirOption, err_console, registry_for
 
 console = Console(highlight=False)
-
-
-def count_params(spec: ModelSpec) -> tuple[int, int, int]:
-    """(total, SR, segmenter) parameter counts, built on the meta device: no memory, no init cost."""
-    import torch
-
-    with torch.device("meta"):
-        model = build_network(spec)
-
-    def count(module: torch.nn.Module) -> int:
-        return sum(p.numel() for p in module.parameters())
-
-    return count(model), count(model.sr_model), count(model.segmentation_model)
 
 
 def _weights_status(spec: ModelSpec) -> str:
@@ -46,7 +35,7 @@ def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
     registry = registry_for(models_dir)
     for name in registry.names():
         spec = registry.get(name)
-        total, _, _ = count_params(spec)
+        total, _, _ = param_counts(spec)
         table.add_row(
             name,
             spec.sr_type,
@@ -62,7 +51,7 @@ def list_models(models_dir: list[Path] = ModelsDirOption) -> None:
 def info(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     """All metadata of one model, as JSON."""
     spec = registry_for(models_dir).resolve(name)
-    total, sr, seg = count_params(spec)
+    total, sr, seg = param_counts(spec)
     data = asdict(spec)
     data.pop("card_divisor")
     data["divisor"] = spec.divisor  # the card's own, else the classes'
@@ -99,5 +88,6 @@ def verify(name: str, models_dir: list[Path] = ModelsDirOption) -> None:
     from ..weights import load_model
 
     spec = registry_for(models_dir).resolve(name)
-    load_model(spec, require_weights=True)
+    with phase(err_console, f"verifying and loading {spec.name}"):
+        load_model(spec, require_weights=True)
     typer.echo(f"{name}: weights verified ({spec.weights.path})")
