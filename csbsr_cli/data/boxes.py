@@ -158,11 +158,11 @@ class BoxCrops(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _corner(self, sample: BoxSample, size: int, shape: tuple[int, int], factor: float, rng) -> tuple:
-        """Top-left corner of a `size` crop; `factor` maps the sample's box pixels to this image's."""
+    def _corner(self, sample: BoxSample, size: int, shape: tuple[int, int], rng) -> tuple:
+        """Top-left corner of a `size` crop of an image of `shape` (the crop is cut before any scaling)."""
         h, w = shape
         if sample.positive and rng.random() < self.focus:
-            x0, y0, x1, y1 = sample.boxes[int(rng.integers(len(sample.boxes)))] * factor
+            x0, y0, x1, y1 = sample.boxes[int(rng.integers(len(sample.boxes)))]
             cx, cy = rng.uniform(x0, max(x1, x0 + 1)), rng.uniform(y0, max(y1, y0 + 1))
             top, left = int(round(cy - size / 2)), int(round(cx - size / 2))
             return min(max(top, 0), h - size), min(max(left, 0), w - size)
@@ -178,7 +178,7 @@ class BoxCrops(Dataset):
         h, w = image.shape[:2]
         if min(h, w) < size:
             raise InputError(f"image is {w}x{h}, smaller than the {size}x{size} crop", sample.image)
-        top, left = self._corner(sample, size, (h, w), 1.0, rng)
+        top, left = self._corner(sample, size, (h, w), rng)
         pixels = sample.masks is not None
         if pixels:
             if sample.size != (h, w):

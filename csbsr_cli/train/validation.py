@@ -98,5 +98,5 @@ def evaluate_boxes(
                 prob = model(batch["lr"].to(device)).prob
             for p, boxes in zip(prob.float().cpu().numpy(), batch["boxes"].numpy(), strict=True):
                 counts.add(segmetrics.level_map(p[0]), boxes[boxes[:, 2] > boxes[:, 0]])
-    index = int(np.argmin(np.abs(segmetrics.THRESHOLDS - threshold)))
-    return {f"val_{k}": v for k, v in counts.scores(index).items()} | {"box_threshold": threshold}
+    scores = counts.scores(segmetrics.threshold_index(threshold))
+    return {f"val_{k}": v for k, v in scores.items()} | {"box_threshold": threshold}
